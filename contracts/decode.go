@@ -1,0 +1,187 @@
+package contracts
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"unicode/utf8"
+)
+
+// Limits on a ticket request. They bound what one request can make the suite
+// store and compare, whatever the queue.
+const (
+	MaxRequestBytes = 16 << 10
+	MaxPartySize    = 100
+	MaxIDLength     = 128
+	MaxRegionLength = 64
+	MaxRegions      = 32
+	MaxLatencyMS    = 60_000
+	MaxAttributes   = 32
+	MaxAttrKeyLen   = 64
+	MaxAttrValueLen = 256
+	// MaxSkill bounds skill ratings so that sums over teams stay exact.
+	MaxSkill = 1e9
+)
+
+// ErrBadRequest marks a request the client must change before it can succeed.
+var ErrBadRequest = errors.New("bad request")
+
+// DecodeTicketRequest reads one JSON ticket request from r and checks what
+// can be checked without knowing the queue's rules. Unknown fields, trailing
+// data and wrong types are errors wrapping ErrBadRequest; a read error
+// (such as *http.MaxBytesError) is returned wrapped as it is.
+func DecodeTicketRequest(r io.Reader) (TicketRequest, error) {
+	var req TicketRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return TicketRequest{}, err
+	}
+	if err := req.Validate(); err != nil {
+		return TicketRequest{}, err
+	}
+	return req, nil
+}
+
+// DecodeServerRequest reads and checks one JSON server registration.
+func DecodeServerRequest(r io.Reader) (ServerRequest, error) {
+	var req ServerRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return ServerRequest{}, err
+	}
+	if err := req.Validate(); err != nil {
+		return ServerRequest{}, err
+	}
+	return req, nil
+}
+
+func decodeStrict(r io.Reader, dst any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil && !isSyntaxOrEOF(err) {
+			return fmt.Errorf("reading body: %w", err)
+		}
+		return fmt.Errorf("%w: data after the JSON value", ErrBadRequest)
+	}
+	return nil
+}
+
+func isSyntaxOrEOF(err error) bool {
+	var syn *json.SyntaxError
+	return errors.As(err, &syn) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func decodeError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("%w: malformed JSON at byte %d: %v", ErrBadRequest, syn.Offset, syn)
+	case errors.As(err, &typ):
+		return fmt.Errorf("%w: field %q must be %s, not %s", ErrBadRequest, typ.Field, typ.Type, typ.Value)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: empty body", ErrBadRequest)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: truncated JSON", ErrBadRequest)
+	}
+	// Unknown fields come as plain errors from encoding/json; anything else
+	// is the reader failing, such as *http.MaxBytesError.
+	msg := err.Error()
+	if len(msg) > 5 && msg[:5] == "json:" {
+		return fmt.Errorf("%w: %s", ErrBadRequest, msg[6:])
+	}
+	return fmt.Errorf("reading body: %w", err)
+}
+
+// Validate checks the request's shape and limits.
+func (req *TicketRequest) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
+	}
+	if err := checkName("queue", req.Queue, MaxIDLength); err != nil {
+		return err
+	}
+	if len(req.Players) == 0 {
+		return bad("players must list at least one player")
+	}
+	if len(req.Players) > MaxPartySize {
+		return bad("a party has at most %d players", MaxPartySize)
+	}
+	seen := make(map[string]bool, len(req.Players))
+	for i, p := range req.Players {
+		if err := checkName(fmt.Sprintf("players[%d].id", i), p.ID, MaxIDLength); err != nil {
+			return err
+		}
+		if seen[p.ID] {
+			return bad("player %q is listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		if math.IsNaN(p.Skill) || math.Abs(p.Skill) > MaxSkill {
+			return bad("players[%d].skill must be between %g and %g", i, -MaxSkill, MaxSkill)
+		}
+	}
+	if len(req.Latencies) > MaxRegions {
+		return bad("latencies lists at most %d regions", MaxRegions)
+	}
+	for region, ms := range req.Latencies {
+		if err := checkName("latencies region", region, MaxRegionLength); err != nil {
+			return err
+		}
+		if math.IsNaN(ms) || ms < 0 || ms > MaxLatencyMS {
+			return bad("latency to %q must be between 0 and %d ms", region, MaxLatencyMS)
+		}
+	}
+	if len(req.Attributes) > MaxAttributes {
+		return bad("attributes holds at most %d entries", MaxAttributes)
+	}
+	for k, v := range req.Attributes {
+		if err := checkName("attribute key", k, MaxAttrKeyLen); err != nil {
+			return err
+		}
+		if len(v) > MaxAttrValueLen || !utf8.ValidString(v) {
+			return bad("attribute %q must be valid UTF-8 of at most %d bytes", k, MaxAttrValueLen)
+		}
+	}
+	return nil
+}
+
+// Validate checks a server registration.
+func (req *ServerRequest) Validate() error {
+	if req.Address == "" || len(req.Address) > 256 || !utf8.ValidString(req.Address) {
+		return fmt.Errorf("%w: address must be a non-empty string of at most 256 bytes", ErrBadRequest)
+	}
+	if err := checkName("region", req.Region, MaxRegionLength); err != nil {
+		return err
+	}
+	if req.Capacity < 1 || req.Capacity > 10_000 {
+		return fmt.Errorf("%w: capacity must be between 1 and 10000", ErrBadRequest)
+	}
+	return nil
+}
+
+// CheckID checks an identifier taken from a URL path.
+func CheckID(what, id string) error { return checkName(what, id, MaxIDLength) }
+
+// checkName accepts printable ASCII without spaces or slashes, so that names
+// are safe in URLs, log lines, Redis keys and queue names alike.
+func checkName(what, s string, max int) error {
+	if s == "" {
+		return fmt.Errorf("%w: %s is required", ErrBadRequest, what)
+	}
+	if len(s) > max {
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrBadRequest, what, max)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '/' || c == '{' || c == '}' || c == '"' || c == '\\' {
+			return fmt.Errorf("%w: %s may hold only printable ASCII without spaces, slashes, quotes or braces", ErrBadRequest, what)
+		}
+	}
+	return nil
+}

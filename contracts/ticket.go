@@ -1,0 +1,88 @@
+package contracts
+
+import "time"
+
+// Status is where a ticket is in its life. It only moves forward:
+// searching → matched → assigned, or ends in cancelled, expired or failed.
+type Status string
+
+const (
+	StatusSearching Status = "searching"
+	StatusMatched   Status = "matched"
+	StatusAssigned  Status = "assigned"
+	StatusCancelled Status = "cancelled"
+	StatusExpired   Status = "expired"
+	StatusFailed    Status = "failed"
+)
+
+// Terminal reports whether no further change can happen to a ticket in s.
+// A player whose ticket is terminal may queue again.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusAssigned, StatusCancelled, StatusExpired, StatusFailed:
+		return true
+	}
+	return false
+}
+
+// Reasons a ticket failed, stable for clients to switch on.
+const (
+	ReasonNoServerCapacity = "no_server_capacity"
+)
+
+// Player is one member of a party.
+type Player struct {
+	ID    string  `json:"id"`
+	Skill float64 `json:"skill"`
+}
+
+// TicketRequest is the body of POST /v1/tickets.
+type TicketRequest struct {
+	Queue string `json:"queue"`
+	// Players is a party: everyone in it ends up on the same team.
+	Players []Player `json:"players"`
+	// Latencies is the measured round trip to each region, in milliseconds.
+	// A ticket without latencies accepts any region.
+	Latencies  map[string]float64 `json:"latencies,omitempty"`
+	Attributes map[string]string  `json:"attributes,omitempty"`
+}
+
+// Ticket is a party's request to be matched, as the player API shows it.
+type Ticket struct {
+	ID         string             `json:"id"`
+	Queue      string             `json:"queue"`
+	Status     Status             `json:"status"`
+	Version    int64              `json:"version"`
+	CreatedAt  time.Time          `json:"created_at"`
+	UpdatedAt  time.Time          `json:"updated_at"`
+	Players    []Player           `json:"players"`
+	Latencies  map[string]float64 `json:"latencies,omitempty"`
+	Attributes map[string]string  `json:"attributes,omitempty"`
+	Match      *MatchRef          `json:"match,omitempty"`
+	Assignment *Assignment        `json:"assignment,omitempty"`
+	Reason     string             `json:"reason"`
+}
+
+// PlayerIDs lists the ids of the ticket's party in order.
+func (t *Ticket) PlayerIDs() []string {
+	ids := make([]string, len(t.Players))
+	for i, p := range t.Players {
+		ids[i] = p.ID
+	}
+	return ids
+}
+
+// MatchRef is what a ticket shows of the match it is in.
+type MatchRef struct {
+	ID     string `json:"id"`
+	Region string `json:"region"`
+	// Teams lists player ids per team.
+	Teams [][]string `json:"teams"`
+}
+
+// Assignment tells the players of a match where to connect.
+type Assignment struct {
+	ServerID string `json:"server_id"`
+	Address  string `json:"address"`
+	Region   string `json:"region"`
+}

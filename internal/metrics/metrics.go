@@ -1,0 +1,66 @@
+// Package metrics holds the Prometheus metrics of the suite. Labels are
+// bounded: queue, region, outcome and kind, never ticket, player or server ids.
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics is every metric a service may record. Each process makes one and
+// registers it once; a service records only the ones that concern it.
+type Metrics struct {
+	TicketsCreated   *prometheus.CounterVec   // queue
+	TicketsFinished  *prometheus.CounterVec   // queue, status (terminal status)
+	MatchesFormed    *prometheus.CounterVec   // queue, region
+	Assignments      *prometheus.CounterVec   // queue, outcome (assigned, no_capacity, failed)
+	Requeues         *prometheus.CounterVec   // queue (broker queue), reason
+	DeadLetters      *prometheus.CounterVec   // queue (broker queue)
+	WaitSeconds      *prometheus.HistogramVec // queue: ticket created → matched
+	TimeToAssign     *prometheus.HistogramVec // queue: ticket created → assigned
+	LongPollsWaiting *prometheus.GaugeVec     // kind (ticket, server)
+	HTTPRequests     *prometheus.CounterVec   // route, code
+}
+
+// waitBuckets reach past the 10 s at which default buckets stop, because a
+// ticket may search for minutes.
+var waitBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600}
+
+// New makes the metrics and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		TicketsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_tickets_created_total", Help: "Tickets accepted by the front.",
+		}, []string{"queue"}),
+		TicketsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_tickets_finished_total", Help: "Tickets that reached a terminal status, by status.",
+		}, []string{"queue", "status"}),
+		MatchesFormed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_matches_formed_total", Help: "Matches claimed by the matchers.",
+		}, []string{"queue", "region"}),
+		Assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_assignments_total", Help: "Attempts to place a match on a game server, by outcome.",
+		}, []string{"queue", "outcome"}),
+		Requeues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_requeues_total", Help: "Messages sent back through a retry queue, by reason.",
+		}, []string{"queue", "reason"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_dead_letters_total", Help: "Messages dead-lettered because they can never be processed.",
+		}, []string{"queue"}),
+		WaitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mm_ticket_wait_seconds", Help: "Time from ticket creation to its match.", Buckets: waitBuckets,
+		}, []string{"queue"}),
+		TimeToAssign: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mm_ticket_time_to_assign_seconds", Help: "Time from ticket creation to its server assignment.", Buckets: waitBuckets,
+		}, []string{"queue"}),
+		LongPollsWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mm_long_polls_waiting", Help: "Long-poll requests held open now.",
+		}, []string{"kind"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_http_requests_total", Help: "HTTP requests answered, by route pattern and status code.",
+		}, []string{"route", "code"}),
+	}
+	reg.MustRegister(m.TicketsCreated, m.TicketsFinished, m.MatchesFormed, m.Assignments, m.Requeues,
+		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests)
+	return m
+}
+
+// NewUnregistered makes metrics registered nowhere, for tests and tools.
+func NewUnregistered() *Metrics { return New(prometheus.NewRegistry()) }

@@ -1,0 +1,182 @@
+// Package store defines the state every service shares — tickets, the
+// matching pool, matches and the game-server registry — and the guarantees
+// any implementation of it keeps. Two implementations pass one conformance
+// suite (package storetest): memstore for the embedded mode and redisstore
+// for the distributed one.
+//
+// Every operation that changes state is atomic: it happens whole or not at
+// all, whatever other callers do at the same time, in any process. Times are
+// passed in by the caller so that tests can run on a virtual clock.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
+)
+
+var (
+	// ErrNotFound: no such ticket, match, server or allocation.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the record is not in a state that allows the change.
+	ErrConflict = errors.New("conflict")
+	// ErrPlayerBusy: a player of the new ticket already has a live ticket.
+	ErrPlayerBusy = errors.New("player already has a live ticket")
+	// ErrNoCapacity: no live, undrained server with a free slot serves the
+	// match's region.
+	ErrNoCapacity = errors.New("no server capacity")
+)
+
+// PlayerBusyError says which player is busy and with which ticket. It
+// matches ErrPlayerBusy under errors.Is.
+type PlayerBusyError struct {
+	PlayerID string
+	TicketID string
+}
+
+func (e *PlayerBusyError) Error() string {
+	return fmt.Sprintf("player %s already has live ticket %s", e.PlayerID, e.TicketID)
+}
+
+func (e *PlayerBusyError) Is(target error) bool { return target == ErrPlayerBusy }
+
+// ConflictError says which ticket blocked a change and in what status. It
+// matches ErrConflict under errors.Is.
+type ConflictError struct {
+	TicketID string
+	Status   contracts.Status
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("ticket %s is %s", e.TicketID, e.Status)
+}
+
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// PoolEntry is what matching needs to know of a ticket waiting in the pool.
+type PoolEntry struct {
+	TicketID string `json:"id"`
+	// Skill is the party's matching skill.
+	Skill float64 `json:"skill"`
+	// Players is the party size.
+	Players   int                `json:"players"`
+	CreatedAt time.Time          `json:"created_at"`
+	Latencies map[string]float64 `json:"latencies,omitempty"`
+}
+
+// ChangeKind says what a Change is about.
+type ChangeKind uint8
+
+const (
+	// ChangeResync means changes may have been missed (the listener has
+	// just started or reconnected): every waiter should read again.
+	ChangeResync ChangeKind = iota
+	// ChangeTicket: the ticket ID changed and is now at Version.
+	ChangeTicket
+	// ChangeServer: the allocations of server ID changed and are now at
+	// Version.
+	ChangeServer
+)
+
+// Change is a notification that a record changed.
+type Change struct {
+	Kind    ChangeKind
+	ID      string
+	Version int64
+}
+
+// Store is the whole contract. Services depend on the small subsets they use,
+// declared where they use them; this interface is what the conformance suite
+// checks.
+type Store interface {
+	// CreateTicket stores t, which the caller has filled in with status
+	// searching and version 1, and claims every player of it. If any player
+	// already has a live (non-terminal) ticket it returns a
+	// *PlayerBusyError and writes nothing. expiresAt is when the reaper may
+	// expire the ticket if it is still searching (see ExpireDue).
+	CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error
+	// DeleteTicket undoes CreateTicket for a ticket that was never
+	// announced (its message could not be published): it removes the
+	// ticket, its pool entry and expiry, and releases its players. Unknown
+	// ids are not an error.
+	DeleteTicket(ctx context.Context, id string) error
+	// Ticket returns the ticket now, or ErrNotFound.
+	Ticket(ctx context.Context, id string) (contracts.Ticket, error)
+	// CancelTicket moves a searching ticket to cancelled (version+1,
+	// updated_at=now), removes it from the pool, releases its players and
+	// returns it. On a cancelled ticket it changes nothing and returns it
+	// with a nil error. On any other status it changes nothing and returns
+	// the ticket with a *ConflictError.
+	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
+	// ExpireTicket moves a searching ticket to expired (version+1),
+	// removes it from the pool and releases its players. It reports false,
+	// and changes nothing, if the ticket is not searching.
+	ExpireTicket(ctx context.Context, id string, now time.Time) (bool, error)
+	// ExpireDue expires, as ExpireTicket does, up to limit searching
+	// tickets whose expiresAt is at or before now, and returns their ids.
+	// It also forgets the expiries of tickets that are no longer searching
+	// and may purge terminal records older than the store's retention.
+	ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	// AddToPool puts e into queue's pool if its ticket is still searching,
+	// and reports whether it is there now. Adding again is harmless.
+	AddToPool(ctx context.Context, queue string, e PoolEntry) (bool, error)
+	// Candidates returns up to limit entries of queue's pool whose skill is
+	// within maxGap of skill, nearest first; ties in distance go to the
+	// entry created first.
+	Candidates(ctx context.Context, queue string, skill, maxGap float64, limit int) ([]PoolEntry, error)
+	// ClaimMatch forms m: if every ticket in m.TicketIDs is searching, each
+	// becomes matched (version+1, match=m.Ref(), updated_at=now) and leaves
+	// the pool, and m is stored; otherwise nothing changes and the first
+	// ticket that is not searching is reported in a *ConflictError (status
+	// "" if it does not exist). Claiming a match id that is already stored
+	// changes nothing and returns nil.
+	ClaimMatch(ctx context.Context, m contracts.Match, now time.Time) error
+	// Match returns a stored match or ErrNotFound.
+	Match(ctx context.Context, id string) (contracts.Match, error)
+
+	// RegisterServer creates or refreshes server id: address, region and
+	// capacity are set from req and it is live until now+ttl. It keeps its
+	// allocations, its version and its draining flag: a drained server
+	// stays drained while its record lives.
+	RegisterServer(ctx context.Context, id string, req contracts.ServerRequest, ttl time.Duration, now time.Time) (contracts.Server, error)
+	// DrainServer stops new matches going to server id and returns it;
+	// ErrNotFound if unknown. Draining again is harmless.
+	DrainServer(ctx context.Context, id string) (contracts.Server, error)
+	// Server returns a registered server or ErrNotFound.
+	Server(ctx context.Context, id string) (contracts.Server, error)
+	// Allocations returns the matches server id hosts now, with the
+	// server's version; ErrNotFound if the server is unknown.
+	Allocations(ctx context.Context, serverID string) (contracts.Allocations, error)
+	// AssignMatch places stored match id on a server and returns the
+	// assignment. The server is live at now, not draining, below capacity,
+	// and serves the match's region (any region if the match's is empty);
+	// among those it has the most free slots, ties to the smallest id. In
+	// the same step: the server's allocated count and version go up by one
+	// and it gains the allocation; every ticket of the match becomes
+	// assigned (version+1) with the assignment, and its players are
+	// released. A match already assigned returns its assignment again and
+	// changes nothing. ErrNotFound for an unknown match, ErrConflict for a
+	// failed one, ErrNoCapacity when no server qualifies.
+	AssignMatch(ctx context.Context, matchID string, now time.Time) (contracts.Assignment, error)
+	// FailMatch fails an unassigned match: every ticket of it becomes failed
+	// with reason (version+1) and its players are released. Failing again
+	// is harmless; ErrConflict if the match is assigned, ErrNotFound if
+	// unknown.
+	FailMatch(ctx context.Context, matchID, reason string, now time.Time) error
+	// EndMatch removes match matchID from server serverID, freeing its slot
+	// (allocated-1, version+1). ErrNotFound if the server does not host it.
+	EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error
+
+	// Listen calls fn for every change made by any process from now on,
+	// until ctx ends. It first calls fn with ChangeResync once it is
+	// listening, and again whenever it may have missed changes (after a
+	// reconnect). fn must not block. Listen returns ctx.Err() when ctx ends,
+	// or an error if it cannot listen at all.
+	Listen(ctx context.Context, fn func(Change)) error
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+}
