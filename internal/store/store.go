@@ -62,7 +62,10 @@ type PoolEntry struct {
 	// Skill is the party's matching skill.
 	Skill float64 `json:"skill"`
 	// Players is the party size.
-	Players   int                `json:"players"`
+	Players int `json:"players"`
+	// Party is the party itself, so that a match can be formed from pool
+	// entries without reading their tickets.
+	Party     []contracts.Player `json:"party,omitempty"`
 	CreatedAt time.Time          `json:"created_at"`
 	Latencies map[string]float64 `json:"latencies,omitempty"`
 }
