@@ -1,0 +1,255 @@
+package rabbit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/broker"
+	"github.com/quickmatch/quickmatch/internal/broker/brokertest"
+	"github.com/quickmatch/quickmatch/internal/testenv"
+)
+
+// newTestBroker dials the test RabbitMQ under a fresh prefix and connection
+// name, and deletes the test's queues when it ends.
+func newTestBroker(tb testing.TB, queueType string) *Broker {
+	tb.Helper()
+	url := testenv.AMQPURL(tb)
+	prefix := testenv.Prefix(tb)
+	log := slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := Dial(ctx, url, Options{
+		Prefix:         prefix,
+		QueueType:      queueType,
+		ConnectionName: "quickmatch-test-" + prefix,
+	}, log)
+	if err != nil {
+		tb.Fatalf("Dial: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+		deleteQueues(tb, url, b)
+	})
+	return b
+}
+
+// deleteQueues deletes every queue b declared, on a connection of its own
+// since b is closed by then.
+func deleteQueues(tb testing.TB, url string, b *Broker) {
+	tb.Helper()
+	names := []string{b.queueName(contracts.DeadLetterQueue)}
+	b.mu.Lock()
+	for name := range b.declared {
+		names = append(names, b.queueName(name), b.retryName(name))
+	}
+	b.mu.Unlock()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		tb.Errorf("connecting to delete queues: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		tb.Errorf("opening a channel to delete queues: %v", err)
+		return
+	}
+	defer ch.Close()
+	for _, name := range names {
+		if _, err := ch.QueueDelete(name, false, false, false); err != nil {
+			tb.Errorf("deleting queue %s: %v", name, err)
+			return
+		}
+	}
+}
+
+func TestConformance(t *testing.T) {
+	for _, queueType := range []string{"classic", "quorum"} {
+		t.Run(queueType, func(t *testing.T) {
+			brokertest.Run(t, func(t *testing.T) broker.Broker { return newTestBroker(t, queueType) })
+		})
+	}
+}
+
+func TestDialOptions(t *testing.T) {
+	url := testenv.AMQPURL(t)
+	tests := []struct {
+		name string
+		opts Options
+		ok   bool
+	}{
+		{"defaults", Options{}, true},
+		{"quorum", Options{QueueType: "quorum", PublishChannels: 1}, true},
+		{"unknown queue type", Options{QueueType: "stream"}, false},
+		{"negative publish channels", Options{PublishChannels: -1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Prefix = testenv.Prefix(t)
+			b, err := Dial(context.Background(), url, tt.opts, nil)
+			if !tt.ok {
+				if err == nil {
+					b.Close()
+					t.Fatal("Dial succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			t.Cleanup(func() {
+				b.Close()
+				deleteQueues(t, url, b)
+			})
+			if err := b.Ping(context.Background()); err != nil {
+				t.Errorf("Ping: %v", err)
+			}
+		})
+	}
+}
+
+func TestDialUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Port 1 on loopback refuses connections.
+	if b, err := Dial(ctx, "amqp://guest:guest@127.0.0.1:1/", Options{}, nil); err == nil {
+		b.Close()
+		t.Fatal("Dial of a closed port succeeded")
+	}
+}
+
+// TestReconnect closes the broker's connection from the server side and
+// checks that publishing works again and that a running consumer resumes.
+func TestReconnect(t *testing.T) {
+	ctl, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		t.Skip("rabbitmqctl is not installed; it is needed to close a connection from the server side")
+	}
+	b := newTestBroker(t, "classic")
+	ctx := context.Background()
+	if err := b.Declare(ctx, "work", time.Second); err != nil {
+		t.Fatalf("Declare: %v", err)
+	}
+	got := make(chan string, 100)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(cctx, "work", broker.ConsumeOptions{Prefetch: 4, Workers: 2}, func(ctx context.Context, m broker.Message) error {
+			got <- string(m.Body)
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Consume: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Consume did not return after its context ended")
+		}
+	})
+	expect := func(want string) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case body := <-got:
+				if body == want {
+					return
+				}
+				// An earlier message may come again: its ack may have
+				// been lost with the connection.
+			case <-timeout:
+				t.Fatalf("%q not consumed within 30s", want)
+			}
+		}
+	}
+	if err := b.Publish(ctx, "work", []byte("before")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	expect("before")
+
+	old := connectionPID(t, ctl, b.opts.ConnectionName, "")
+	rabbitmqctl(t, ctl, "close_connection", old, "quickmatch test: forced close")
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := b.Publish(ctx, "work", []byte("after"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Publish during the outage: %v, want an error wrapping ErrUnavailable", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Publish still failing 30s after the connection was closed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	expect("after")
+	if err := b.Ping(ctx); err != nil {
+		t.Errorf("Ping after reconnecting: %v", err)
+	}
+	// The broker is on a new connection under the same name.
+	connectionPID(t, ctl, b.opts.ConnectionName, old)
+	// Queues declared after the reconnect work too.
+	if err := b.Declare(ctx, "later", time.Second); err != nil {
+		t.Fatalf("Declare after reconnecting: %v", err)
+	}
+}
+
+// connectionPID finds the connection named name, other than the one with
+// pid except, on the server, waiting for it to appear since a reconnect may
+// be under way.
+func connectionPID(t *testing.T, ctl, name, except string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := rabbitmqctl(t, ctl, "-q", "list_connections", "--no-table-headers", "pid", "client_properties")
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if fields := strings.Fields(line); len(fields) > 1 && fields[0] != except && strings.Contains(line, `"`+name+`"`) {
+				return fields[0]
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection named %q on the server", name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func rabbitmqctl(t *testing.T, ctl string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, ctl, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func BenchmarkPublishConsume(b *testing.B) {
+	for _, queueType := range []string{"classic", "quorum"} {
+		b.Run(queueType, func(b *testing.B) {
+			brokertest.Bench(b, newTestBroker(b, queueType))
+		})
+	}
+}

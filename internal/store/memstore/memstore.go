@@ -1,0 +1,642 @@
+// Package memstore is the in-memory store.Store of the embedded mode: one
+// process, one mutex, every guarantee of the interface kept by doing each
+// operation whole while holding it.
+package memstore
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/store"
+)
+
+// DefaultRetention is how long terminal records are kept when
+// Options.Retention is not set.
+const DefaultRetention = time.Hour
+
+// Options configures a Store.
+type Options struct {
+	// Retention is how long terminal tickets, and failed or ended matches,
+	// are kept before ExpireDue purges them. Zero means DefaultRetention.
+	Retention time.Duration
+}
+
+// Store is an in-memory store.Store. Its zero value is not usable; call New.
+type Store struct {
+	retention time.Duration
+
+	mu        sync.Mutex
+	tickets   map[string]*ticketRec
+	players   map[string]string // player id → id of their live ticket
+	pools     map[string]*pool
+	expiries  expiryHeap
+	matches   map[string]*matchRec
+	servers   map[string]*serverRec
+	retired   []retiredRec
+	listeners map[*listener]struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+type ticketRec struct {
+	t         contracts.Ticket
+	expiresAt time.Time
+	// pooled is the ticket's pool entry and queue when it is in a pool.
+	pooled    bool
+	poolQueue string
+	entry     store.PoolEntry
+}
+
+type matchState uint8
+
+const (
+	matchClaimed matchState = iota
+	matchAssigned
+	matchFailed
+	matchEnded
+)
+
+type matchRec struct {
+	m          contracts.Match
+	state      matchState
+	assignment contracts.Assignment
+}
+
+type serverRec struct {
+	s           contracts.Server
+	allocations []contracts.Allocation // in the order they were made
+}
+
+// retiredRec marks a record that became terminal at at, to purge once the
+// retention has passed.
+type retiredRec struct {
+	at      time.Time
+	ticket  string
+	match   string
+	isMatch bool
+}
+
+// New returns an empty store.
+func New(opts Options) *Store {
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	return &Store{
+		retention: opts.Retention,
+		tickets:   map[string]*ticketRec{},
+		players:   map[string]string{},
+		pools:     map[string]*pool{},
+		matches:   map[string]*matchRec{},
+		servers:   map[string]*serverRec{},
+		listeners: map[*listener]struct{}{},
+	}
+}
+
+// CreateTicket implements store.Store.
+func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.tickets[t.ID]; ok {
+		return fmt.Errorf("create ticket %s: already stored: %w", t.ID, &store.ConflictError{TicketID: t.ID, Status: old.t.Status})
+	}
+	for _, p := range t.Players {
+		if holder, ok := s.players[p.ID]; ok {
+			return &store.PlayerBusyError{PlayerID: p.ID, TicketID: holder}
+		}
+	}
+	rec := &ticketRec{t: cloneTicket(t), expiresAt: expiresAt}
+	s.tickets[t.ID] = rec
+	for _, p := range t.Players {
+		s.players[p.ID] = t.ID
+	}
+	heap.Push(&s.expiries, expiry{at: expiresAt, id: t.ID})
+	s.notify(store.Change{Kind: store.ChangeTicket, ID: t.ID, Version: t.Version})
+	return nil
+}
+
+// DeleteTicket implements store.Store.
+func (s *Store) DeleteTicket(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[id]
+	if !ok {
+		return nil
+	}
+	s.unpool(rec)
+	s.release(rec)
+	// The expiry left in the heap is dropped when it comes due: it no
+	// longer points at a stored ticket.
+	delete(s.tickets, id)
+	s.notify(store.Change{Kind: store.ChangeTicket, ID: id, Version: rec.t.Version})
+	return nil
+}
+
+// Ticket implements store.Store.
+func (s *Store) Ticket(ctx context.Context, id string) (contracts.Ticket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[id]
+	if !ok {
+		return contracts.Ticket{}, fmt.Errorf("get ticket %s: %w", id, store.ErrNotFound)
+	}
+	return cloneTicket(rec.t), nil
+}
+
+// CancelTicket implements store.Store.
+func (s *Store) CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[id]
+	if !ok {
+		return contracts.Ticket{}, fmt.Errorf("cancel ticket %s: %w", id, store.ErrNotFound)
+	}
+	switch rec.t.Status {
+	case contracts.StatusCancelled:
+		return cloneTicket(rec.t), nil
+	case contracts.StatusSearching:
+	default:
+		return cloneTicket(rec.t), &store.ConflictError{TicketID: id, Status: rec.t.Status}
+	}
+	s.finish(rec, contracts.StatusCancelled, now)
+	return cloneTicket(rec.t), nil
+}
+
+// ExpireTicket implements store.Store.
+func (s *Store) ExpireTicket(ctx context.Context, id string, now time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[id]
+	if !ok || rec.t.Status != contracts.StatusSearching {
+		return false, nil
+	}
+	s.finish(rec, contracts.StatusExpired, now)
+	return true, nil
+}
+
+// ExpireDue implements store.Store. Expiries are kept in a heap ordered by
+// time; those of tickets that are gone or no longer searching are dropped as
+// they come due, which is when the interface lets them be forgotten.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var expired []string
+	for len(s.expiries) > 0 && len(expired) < limit && !s.expiries[0].at.After(now) {
+		e := heap.Pop(&s.expiries).(expiry)
+		rec, ok := s.tickets[e.id]
+		if !ok || rec.t.Status != contracts.StatusSearching || !rec.expiresAt.Equal(e.at) {
+			continue
+		}
+		s.finish(rec, contracts.StatusExpired, now)
+		expired = append(expired, e.id)
+	}
+	s.purge(now)
+	return expired, nil
+}
+
+// finish moves a searching ticket to a terminal status: out of the pool,
+// its players released, kept for the retention.
+func (s *Store) finish(rec *ticketRec, status contracts.Status, now time.Time) {
+	rec.t.Status = status
+	rec.t.Version++
+	rec.t.UpdatedAt = now
+	s.unpool(rec)
+	s.release(rec)
+	s.retired = append(s.retired, retiredRec{at: now, ticket: rec.t.ID})
+	s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
+}
+
+// release frees the players of rec that it still holds.
+func (s *Store) release(rec *ticketRec) {
+	for _, p := range rec.t.Players {
+		if s.players[p.ID] == rec.t.ID {
+			delete(s.players, p.ID)
+		}
+	}
+}
+
+// purge forgets terminal tickets, and failed or ended matches, retired more
+// than the retention before now. Records retire in roughly the order of
+// their times, so purging stops at the first one still young; one retired
+// out of order only waits for those before it.
+func (s *Store) purge(now time.Time) {
+	cutoff := now.Add(-s.retention)
+	n := 0
+	for ; n < len(s.retired); n++ {
+		r := s.retired[n]
+		if r.at.After(cutoff) {
+			break
+		}
+		if r.isMatch {
+			if m, ok := s.matches[r.match]; ok && (m.state == matchFailed || m.state == matchEnded) {
+				delete(s.matches, r.match)
+			}
+			continue
+		}
+		if t, ok := s.tickets[r.ticket]; ok && t.t.Status.Terminal() {
+			delete(s.tickets, r.ticket)
+		}
+	}
+	if n > 0 {
+		s.retired = slices.Delete(s.retired, 0, n)
+	}
+	// Servers that stopped heartbeating long ago and host nothing are gone
+	// for good; dropping them keeps a churning fleet from growing the map.
+	for id, srv := range s.servers {
+		if len(srv.allocations) == 0 && !srv.s.ExpiresAt.After(cutoff) {
+			delete(s.servers, id)
+		}
+	}
+}
+
+// AddToPool implements store.Store.
+func (s *Store) AddToPool(ctx context.Context, queue string, e store.PoolEntry) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[e.TicketID]
+	if !ok || rec.t.Status != contracts.StatusSearching {
+		return false, nil
+	}
+	s.unpool(rec)
+	e = cloneEntry(e)
+	p := s.pools[queue]
+	if p == nil {
+		p = &pool{}
+		s.pools[queue] = p
+	}
+	p.insert(e)
+	rec.pooled, rec.poolQueue, rec.entry = true, queue, e
+	return true, nil
+}
+
+func (s *Store) unpool(rec *ticketRec) {
+	if !rec.pooled {
+		return
+	}
+	if p := s.pools[rec.poolQueue]; p != nil {
+		p.remove(rec.entry)
+		if len(p.entries) == 0 {
+			delete(s.pools, rec.poolQueue)
+		}
+	}
+	rec.pooled, rec.poolQueue, rec.entry = false, "", store.PoolEntry{}
+}
+
+// Candidates implements store.Store.
+func (s *Store) Candidates(ctx context.Context, queue string, skill, maxGap float64, limit int) ([]store.PoolEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pools[queue]
+	if p == nil || limit <= 0 {
+		return nil, nil
+	}
+	found := p.nearest(skill, maxGap, limit)
+	for i := range found {
+		found[i] = cloneEntry(found[i])
+	}
+	return found, nil
+}
+
+// ClaimMatch implements store.Store.
+func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.matches[m.ID]; ok {
+		return nil
+	}
+	recs := make([]*ticketRec, len(m.TicketIDs))
+	for i, id := range m.TicketIDs {
+		rec, ok := s.tickets[id]
+		if !ok {
+			return &store.ConflictError{TicketID: id}
+		}
+		if rec.t.Status != contracts.StatusSearching {
+			return &store.ConflictError{TicketID: id, Status: rec.t.Status}
+		}
+		recs[i] = rec
+	}
+	m = cloneMatch(m)
+	s.matches[m.ID] = &matchRec{m: m}
+	for _, rec := range recs {
+		if rec.t.Status != contracts.StatusSearching {
+			continue // listed twice in m.TicketIDs
+		}
+		rec.t.Status = contracts.StatusMatched
+		rec.t.Version++
+		rec.t.UpdatedAt = now
+		rec.t.Match = cloneRef(m.Ref())
+		s.unpool(rec)
+		s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
+	}
+	return nil
+}
+
+// Match implements store.Store.
+func (s *Store) Match(ctx context.Context, id string) (contracts.Match, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.matches[id]
+	if !ok {
+		return contracts.Match{}, fmt.Errorf("get match %s: %w", id, store.ErrNotFound)
+	}
+	return cloneMatch(rec.m), nil
+}
+
+// RegisterServer implements store.Store.
+func (s *Store) RegisterServer(ctx context.Context, id string, req contracts.ServerRequest, ttl time.Duration, now time.Time) (contracts.Server, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.servers[id]
+	if !ok {
+		// Version 1 so that a first long-poll with after=0 answers at once.
+		rec = &serverRec{s: contracts.Server{ID: id, Version: 1}}
+		s.servers[id] = rec
+	}
+	rec.s.Address = req.Address
+	rec.s.Region = req.Region
+	rec.s.Capacity = req.Capacity
+	rec.s.ExpiresAt = now.Add(ttl)
+	return rec.s, nil
+}
+
+// DrainServer implements store.Store.
+func (s *Store) DrainServer(ctx context.Context, id string) (contracts.Server, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.servers[id]
+	if !ok {
+		return contracts.Server{}, fmt.Errorf("drain server %s: %w", id, store.ErrNotFound)
+	}
+	rec.s.Draining = true
+	return rec.s, nil
+}
+
+// Server implements store.Store.
+func (s *Store) Server(ctx context.Context, id string) (contracts.Server, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.servers[id]
+	if !ok {
+		return contracts.Server{}, fmt.Errorf("get server %s: %w", id, store.ErrNotFound)
+	}
+	return rec.s, nil
+}
+
+// Allocations implements store.Store.
+func (s *Store) Allocations(ctx context.Context, serverID string) (contracts.Allocations, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.servers[serverID]
+	if !ok {
+		return contracts.Allocations{}, fmt.Errorf("get allocations of server %s: %w", serverID, store.ErrNotFound)
+	}
+	out := contracts.Allocations{
+		ServerID:    serverID,
+		Version:     rec.s.Version,
+		Allocations: make([]contracts.Allocation, len(rec.allocations)),
+	}
+	for i, a := range rec.allocations {
+		out.Allocations[i] = cloneAllocation(a)
+	}
+	return out, nil
+}
+
+// AssignMatch implements store.Store.
+func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) (contracts.Assignment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mrec, ok := s.matches[matchID]
+	if !ok {
+		return contracts.Assignment{}, fmt.Errorf("assign match %s: %w", matchID, store.ErrNotFound)
+	}
+	switch mrec.state {
+	case matchAssigned, matchEnded:
+		return mrec.assignment, nil
+	case matchFailed:
+		return contracts.Assignment{}, fmt.Errorf("assign match %s: already failed: %w", matchID, store.ErrConflict)
+	}
+	srv := s.pickServer(mrec.m.Region, now)
+	if srv == nil {
+		return contracts.Assignment{}, fmt.Errorf("assign match %s in region %q: %w", matchID, mrec.m.Region, store.ErrNoCapacity)
+	}
+	a := contracts.Assignment{ServerID: srv.s.ID, Address: srv.s.Address, Region: srv.s.Region}
+	mrec.state, mrec.assignment = matchAssigned, a
+	m := &mrec.m
+	srv.allocations = append(srv.allocations, cloneAllocation(contracts.Allocation{
+		MatchID:     m.ID,
+		Queue:       m.Queue,
+		Region:      srv.s.Region,
+		Teams:       m.Teams,
+		Players:     m.Players,
+		TicketIDs:   m.TicketIDs,
+		AllocatedAt: now,
+	}))
+	srv.s.Allocated++
+	srv.s.Version++
+	for _, id := range m.TicketIDs {
+		rec, ok := s.tickets[id]
+		if !ok || rec.t.Status != contracts.StatusMatched {
+			continue
+		}
+		rec.t.Status = contracts.StatusAssigned
+		rec.t.Version++
+		rec.t.UpdatedAt = now
+		assignment := a
+		rec.t.Assignment = &assignment
+		s.release(rec)
+		s.retired = append(s.retired, retiredRec{at: now, ticket: id})
+		s.notify(store.Change{Kind: store.ChangeTicket, ID: id, Version: rec.t.Version})
+	}
+	s.notify(store.Change{Kind: store.ChangeServer, ID: srv.s.ID, Version: srv.s.Version})
+	return a, nil
+}
+
+// pickServer chooses by the rule of store.Store.AssignMatch. It looks at
+// every server: fleets are small next to the ticket traffic.
+func (s *Store) pickServer(region string, now time.Time) *serverRec {
+	var best *serverRec
+	bestFree := 0
+	for _, rec := range s.servers {
+		srv := &rec.s
+		free := srv.Capacity - srv.Allocated
+		if free <= 0 || srv.Draining || !now.Before(srv.ExpiresAt) || (region != "" && srv.Region != region) {
+			continue
+		}
+		if best == nil || free > bestFree || (free == bestFree && srv.ID < best.s.ID) {
+			best, bestFree = rec, free
+		}
+	}
+	return best
+}
+
+// FailMatch implements store.Store.
+func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mrec, ok := s.matches[matchID]
+	if !ok {
+		return fmt.Errorf("fail match %s: %w", matchID, store.ErrNotFound)
+	}
+	switch mrec.state {
+	case matchFailed:
+		return nil
+	case matchAssigned, matchEnded:
+		return fmt.Errorf("fail match %s: already assigned: %w", matchID, store.ErrConflict)
+	}
+	mrec.state = matchFailed
+	for _, id := range mrec.m.TicketIDs {
+		rec, ok := s.tickets[id]
+		if !ok || rec.t.Status != contracts.StatusMatched {
+			continue
+		}
+		rec.t.Reason = reason
+		s.finish(rec, contracts.StatusFailed, now)
+	}
+	s.retired = append(s.retired, retiredRec{at: now, match: matchID, isMatch: true})
+	return nil
+}
+
+// EndMatch implements store.Store.
+func (s *Store) EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srv, ok := s.servers[serverID]
+	if !ok {
+		return fmt.Errorf("end match %s on server %s: unknown server: %w", matchID, serverID, store.ErrNotFound)
+	}
+	i := slices.IndexFunc(srv.allocations, func(a contracts.Allocation) bool { return a.MatchID == matchID })
+	if i < 0 {
+		return fmt.Errorf("end match %s on server %s: not hosted there: %w", matchID, serverID, store.ErrNotFound)
+	}
+	srv.allocations = slices.Delete(srv.allocations, i, i+1)
+	srv.s.Allocated--
+	srv.s.Version++
+	if m, ok := s.matches[matchID]; ok {
+		m.state = matchEnded
+		s.retired = append(s.retired, retiredRec{at: now, match: matchID, isMatch: true})
+	}
+	s.notify(store.Change{Kind: store.ChangeServer, ID: serverID, Version: srv.s.Version})
+	return nil
+}
+
+// Ping implements store.Store; memory is always reachable.
+func (s *Store) Ping(ctx context.Context) error { return nil }
+
+// expiry is a ticket's expiry time in the expiry heap.
+type expiry struct {
+	at time.Time
+	id string
+}
+
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int { return len(h) }
+func (h expiryHeap) Less(i, j int) bool {
+	if c := h[i].at.Compare(h[j].at); c != 0 {
+		return c < 0
+	}
+	return h[i].id < h[j].id
+}
+func (h expiryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)   { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// pool is one queue's pool, ordered by (skill, created, ticket id) so that
+// the entries nearest a skill are found by binary search.
+type pool struct {
+	entries []store.PoolEntry
+}
+
+func compareEntries(a, b store.PoolEntry) int {
+	if c := cmp.Compare(a.Skill, b.Skill); c != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.TicketID, b.TicketID)
+}
+
+func (p *pool) insert(e store.PoolEntry) {
+	i, _ := slices.BinarySearchFunc(p.entries, e, compareEntries)
+	p.entries = slices.Insert(p.entries, i, e)
+}
+
+func (p *pool) remove(e store.PoolEntry) {
+	if i, ok := slices.BinarySearchFunc(p.entries, e, compareEntries); ok {
+		p.entries = slices.Delete(p.entries, i, i+1)
+	}
+}
+
+// nearest returns up to limit entries within maxGap of skill, nearest
+// first, ties in distance to the earlier created. It walks outwards from
+// skill: upwards the order is already (distance, created); downwards it
+// takes each run of equal skill in ascending order, so equal distances
+// still come out earliest first. The cost is O(limit + log n) per call.
+func (p *pool) nearest(skill, maxGap float64, limit int) []store.PoolEntry {
+	es := p.entries
+	start := sort.Search(len(es), func(i int) bool { return es[i].Skill >= skill })
+	up := start // next entry upwards
+	// Downwards, [runLo, runHi) is the current run of equal skill below
+	// start and down the next entry of it.
+	runLo, runHi, down := start, start, start
+	nextRun := func() {
+		runHi = runLo
+		if runHi == 0 {
+			runLo, down = 0, 0
+			return
+		}
+		s := es[runHi-1].Skill
+		runLo = sort.Search(runHi, func(i int) bool { return es[i].Skill >= s })
+		down = runLo
+	}
+	nextRun()
+
+	var out []store.PoolEntry
+	for len(out) < limit {
+		if down == runHi {
+			nextRun()
+		}
+		var hasUp, hasDown bool
+		var du, dd float64
+		if up < len(es) {
+			du = es[up].Skill - skill
+			hasUp = du <= maxGap
+		}
+		if down < runHi {
+			dd = skill - es[down].Skill
+			hasDown = dd <= maxGap
+		}
+		switch {
+		case hasUp && (!hasDown || du < dd || (du == dd && upFirst(es[up], es[down]))):
+			out = append(out, es[up])
+			up++
+		case hasDown:
+			out = append(out, es[down])
+			down++
+		default:
+			return out
+		}
+	}
+	return out
+}
+
+// upFirst breaks a tie in distance between an entry above and one below:
+// the earlier created goes first, then the smaller ticket id.
+func upFirst(up, down store.PoolEntry) bool {
+	if c := up.CreatedAt.Compare(down.CreatedAt); c != 0 {
+		return c < 0
+	}
+	return up.TicketID < down.TicketID
+}

@@ -1,0 +1,157 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/store"
+)
+
+// recorder collects the changes a Listen call reports.
+type recorder struct {
+	mu      sync.Mutex
+	changes []store.Change
+	arrived chan struct{} // signalled after every change
+	seen    map[store.Change]bool
+	next    int // changes[:next] are in seen
+}
+
+// listen starts s.Listen, waits for its first report, which must be a
+// resync, and stops it when the test ends, checking that it returns
+// ctx.Err().
+func listen(t *testing.T, s store.Store) *recorder {
+	t.Helper()
+	r := &recorder{arrived: make(chan struct{}, 1), seen: map[store.Change]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var listenErr error
+	go func() {
+		defer close(done)
+		listenErr = s.Listen(ctx, func(c store.Change) {
+			// fn must not block: record and signal without waiting.
+			r.mu.Lock()
+			r.changes = append(r.changes, c)
+			r.mu.Unlock()
+			select {
+			case r.arrived <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+			if !errors.Is(listenErr, context.Canceled) {
+				t.Errorf("Listen returned %v when its context ended, want context.Canceled", listenErr)
+			}
+		case <-time.After(wait):
+			t.Errorf("Listen did not return within %v of its context ending", wait)
+		}
+	})
+
+	deadline := time.After(wait)
+	for {
+		r.mu.Lock()
+		n := len(r.changes)
+		var first store.Change
+		if n > 0 {
+			first = r.changes[0]
+		}
+		r.mu.Unlock()
+		if n > 0 {
+			if first.Kind != store.ChangeResync {
+				t.Fatalf("first change reported by Listen is %+v, want a resync", first)
+			}
+			return r
+		}
+		select {
+		case <-r.arrived:
+		case <-done:
+			t.Fatalf("Listen returned before reporting anything: %v", listenErr)
+		case <-deadline:
+			t.Fatalf("Listen reported no resync within %v", wait)
+		}
+	}
+}
+
+// want waits until every one of the changes has been reported, in any order
+// and at any time since listening started.
+func (r *recorder) want(t *testing.T, changes ...store.Change) {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		r.mu.Lock()
+		for ; r.next < len(r.changes); r.next++ {
+			r.seen[r.changes[r.next]] = true
+		}
+		var missing []store.Change
+		for _, c := range changes {
+			if !r.seen[c] {
+				missing = append(missing, c)
+			}
+		}
+		all := jsonOf(r.changes)
+		r.mu.Unlock()
+		if len(missing) == 0 {
+			return
+		}
+		select {
+		case <-r.arrived:
+		case <-deadline:
+			t.Fatalf("changes %+v not reported within %v; reported: %s", missing, wait, all)
+		}
+	}
+}
+
+func ticketChange(id string, version int64) store.Change {
+	return store.Change{Kind: store.ChangeTicket, ID: id, Version: version}
+}
+
+// testListen listens on one store value and makes changes through another
+// (which may be the same value), checking that each change that raises a
+// version is reported with the new version.
+func testListen(t *testing.T, listenOn, changeOn store.Store) {
+	r := listen(t, listenOn)
+	h := newHarness(t, changeOn)
+
+	tks := h.solo("a", "b", "c", "d", "e", "g")
+	h.createExpiring(at(60), "f", "p-f")
+	srv := h.server("gs-1", euWest, 2)
+
+	if _, err := h.s.CancelTicket(h.ctx, "a", at(1)); err != nil {
+		t.Fatalf("CancelTicket: %v", err)
+	}
+	r.want(t, ticketChange("a", 2))
+
+	h.claim("m-1", tks[1], tks[2])
+	r.want(t, ticketChange("b", 2), ticketChange("c", 2))
+
+	h.assign("m-1")
+	r.want(t, ticketChange("b", 3), ticketChange("c", 3),
+		store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: srv.Version + 1})
+
+	if err := h.s.EndMatch(h.ctx, "gs-1", "m-1", at(3)); err != nil {
+		t.Fatalf("EndMatch: %v", err)
+	}
+	r.want(t, store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: srv.Version + 2})
+
+	h.claim("m-2", tks[3], tks[4])
+	if err := h.s.FailMatch(h.ctx, "m-2", contracts.ReasonNoServerCapacity, at(4)); err != nil {
+		t.Fatalf("FailMatch: %v", err)
+	}
+	r.want(t, ticketChange("d", 2), ticketChange("e", 2), ticketChange("d", 3), ticketChange("e", 3))
+
+	if ok, err := h.s.ExpireTicket(h.ctx, "g", at(5)); err != nil || !ok {
+		t.Fatalf("ExpireTicket = %v, %v", ok, err)
+	}
+	r.want(t, ticketChange("g", 2))
+	if got, err := h.s.ExpireDue(h.ctx, at(60), 10); err != nil || len(got) != 1 {
+		t.Fatalf("ExpireDue = %v, %v; want [f]", got, err)
+	}
+	r.want(t, ticketChange("f", 2))
+}
