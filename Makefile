@@ -1,0 +1,11 @@
+# Shortcuts; the scripts hold the logic.
+.PHONY: test run build
+
+test:
+	scripts/test.sh
+
+run:
+	go run ./services/matchmaker
+
+build:
+	go build -o bin/ ./services/...

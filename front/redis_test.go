@@ -1,0 +1,78 @@
+package front_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/broker/membroker"
+	"github.com/quickmatch/quickmatch/internal/store/redisstore"
+	"github.com/quickmatch/quickmatch/internal/testenv"
+)
+
+// TestLongPollAcrossFronts checks DESIGN §4.5: a long-poll held by one front
+// wakes promptly when the ticket changes through another front that shares
+// only the Redis store with it.
+func TestLongPollAcrossFronts(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.Prefix(t)
+	cleanPrefix(t, addr, prefix)
+
+	newFront := func() *frontEnv {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { c.Close() })
+		b := membroker.New(nil)
+		t.Cleanup(func() { b.Close() })
+		if err := b.Declare(context.Background(), contracts.TicketQueue("duel"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return newFrontEnv(t, redisstore.New(c, redisstore.Options{Prefix: prefix}), b)
+	}
+	a, b := newFront(), newFront()
+
+	tk := a.create("duel", "p-1")
+	// Any front answers any ticket.
+	if r := b.do("GET", "/v1/tickets/"+tk.ID, nil); r.status != http.StatusOK || decodeTicket(t, r).ID != tk.ID {
+		t.Fatalf("ticket read through the other front: %d %s", r.status, r.body)
+	}
+
+	res := poll(t, b.srv.URL, "/v1/tickets/"+tk.ID+"?wait=10s&after=1")
+	b.held(1)
+	if r := a.do("DELETE", "/v1/tickets/"+tk.ID, nil); r.status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	r := await(t, res, time.Second)
+	if got := decodeTicket(t, r); r.status != http.StatusOK || got.Status != contracts.StatusCancelled || got.Version != 2 {
+		t.Errorf("poll on the other front: %d %+v", r.status, got)
+	}
+}
+
+// cleanPrefix deletes every key under prefix when the test ends, with a
+// client of its own so that it runs after the test's clients are closed.
+func cleanPrefix(t *testing.T, addr, prefix string) {
+	t.Helper()
+	t.Cleanup(func() {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var keys []string
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("scanning test keys: %v", err)
+			return
+		}
+		if len(keys) > 0 {
+			if err := c.Unlink(ctx, keys...).Err(); err != nil {
+				t.Errorf("deleting test keys: %v", err)
+			}
+		}
+	})
+}

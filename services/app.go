@@ -1,0 +1,328 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/quickmatch/quickmatch/assigner"
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/front"
+	"github.com/quickmatch/quickmatch/internal/broker"
+	"github.com/quickmatch/quickmatch/internal/httpapi"
+	"github.com/quickmatch/quickmatch/internal/longpoll"
+	"github.com/quickmatch/quickmatch/internal/metrics"
+	"github.com/quickmatch/quickmatch/internal/queues"
+	"github.com/quickmatch/quickmatch/matcher"
+)
+
+// Role is a component a process runs; a process may run several.
+type Role uint8
+
+const (
+	Front Role = 1 << iota
+	Matcher
+	Assigner
+	// All is the all-in-one matchmaker.
+	All = Front | Matcher | Assigner
+)
+
+func (r Role) String() string {
+	switch r {
+	case Front:
+		return "front"
+	case Matcher:
+		return "matcher"
+	case Assigner:
+		return "assigner"
+	case All:
+		return "matchmaker"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// App is one running process of the suite.
+type App struct {
+	cfg     Config
+	roles   Role
+	log     *slog.Logger
+	deps    *Deps
+	metrics *metrics.Metrics
+	hub     *longpoll.Hub
+	ln      net.Listener
+	srv     *http.Server
+	ready   *readiness
+
+	stopping chan struct{} // closed at shutdown: held long-polls answer at once
+}
+
+// New connects to the broker and store, declares the queues and opens the
+// HTTP listener, so that Addr is known before Run.
+func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, error) {
+	if cfg.Queues == nil {
+		set, err := queues.NewSet(queues.Duel())
+		if err != nil {
+			return nil, err
+		}
+		cfg.Queues = set
+	}
+	deps, err := Connect(ctx, &cfg, roles.String(), log)
+	if err != nil {
+		return nil, err
+	}
+	if err := declareQueues(ctx, deps.Broker, &cfg); err != nil {
+		deps.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		deps.Close()
+		return nil, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &App{
+		cfg:      cfg,
+		roles:    roles,
+		log:      log,
+		deps:     deps,
+		metrics:  metrics.New(reg),
+		hub:      longpoll.NewHub(log),
+		ln:       ln,
+		stopping: make(chan struct{}),
+	}
+	a.ready = newReadiness(deps, a.hub.Ready())
+	a.srv = &http.Server{
+		Handler:           a.routes(reg),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// Long-polls extend their own write deadline per request.
+		WriteTimeout:   15 * time.Second,
+		IdleTimeout:    90 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return a, nil
+}
+
+// declareQueues declares every queue the suite uses: each process does, so
+// that whichever starts first creates them.
+func declareQueues(ctx context.Context, b broker.Broker, cfg *Config) error {
+	for _, name := range cfg.Queues.Names() {
+		q, _ := cfg.Queues.Get(name)
+		if err := b.Declare(ctx, contracts.TicketQueue(name), q.RetryDelay); err != nil {
+			return fmt.Errorf("declaring the queue of %s: %w", name, err)
+		}
+	}
+	if err := b.Declare(ctx, contracts.MatchQueue, cfg.AssignRetryDelay); err != nil {
+		return fmt.Errorf("declaring the match queue: %w", err)
+	}
+	return nil
+}
+
+// Addr is the address the HTTP server listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+func (a *App) routes(reg *prometheus.Registry) http.Handler {
+	r := chi.NewRouter()
+	r.Use(httpapi.CountRequests(a.metrics.HTTPRequests))
+	mountOps(r, reg, a.ready)
+	poller := &longpoll.Poller{
+		Hub:      a.hub,
+		MaxWait:  a.cfg.PollMax,
+		Stopping: a.stopping,
+		Gauge:    a.metrics.LongPollsWaiting,
+		Log:      a.log,
+	}
+	if a.roles&Front != 0 {
+		front.New(front.Config{
+			Queues:    a.cfg.Queues,
+			Store:     a.deps.Store,
+			Publisher: a.deps.Broker,
+			Poller:    poller,
+			Metrics:   a.metrics,
+			Log:       a.log,
+			Now:       time.Now,
+		}).Mount(r)
+	}
+	if a.roles&Assigner != 0 {
+		assigner.NewHTTP(assigner.HTTPConfig{
+			Store:     a.deps.Store,
+			Poller:    poller,
+			ServerTTL: a.cfg.ServerTTL,
+			Log:       a.log,
+			Now:       time.Now,
+		}).Mount(r)
+	}
+	return r
+}
+
+// stage is a group of components that stop together.
+type stage struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newStage(parent context.Context) *stage {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	return &stage{ctx: ctx, cancel: cancel}
+}
+
+func (s *stage) goRun(g *errgroup.Group, name string, run func(context.Context) error) {
+	s.wg.Add(1)
+	g.Go(func() error {
+		defer s.wg.Done()
+		if err := run(s.ctx); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// stop cancels the stage and waits for it until deadline ends.
+func (s *stage) stop(deadline context.Context) error {
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-deadline.Done():
+		return deadline.Err()
+	}
+}
+
+// Run serves until ctx ends or a component fails, then shuts down in the
+// reverse order of start: readiness fails first, held long-polls answer, the
+// HTTP server finishes its requests, consumers finish their messages, and the
+// store listener stops; all within MM_SHUTDOWN_TIMEOUT.
+func (a *App) Run(ctx context.Context) error {
+	defer a.deps.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	listen, consume := newStage(ctx), newStage(ctx)
+
+	listen.goRun(g, "store listener", func(ctx context.Context) error { return a.hub.Run(ctx, a.deps.Store) })
+	if a.roles&Matcher != 0 {
+		m := matcher.New(matcher.Config{
+			Queues:    a.cfg.Queues,
+			Store:     a.deps.Store,
+			Publisher: a.deps.Broker,
+			Metrics:   a.metrics,
+			Log:       a.log,
+		})
+		opts := broker.ConsumeOptions{Prefetch: a.cfg.MatcherPrefetch, Workers: a.cfg.MatcherWorkers}
+		for _, name := range a.cfg.Queues.Names() {
+			queue := contracts.TicketQueue(name)
+			consume.goRun(g, "matcher "+name, func(ctx context.Context) error {
+				return a.deps.Broker.Consume(ctx, queue, opts, m.Handle)
+			})
+		}
+		reaper := &matcher.Reaper{
+			Store: a.deps.Store, Interval: a.cfg.ReapInterval, Grace: a.cfg.ReapGrace,
+			Metrics: a.metrics, Log: a.log, Now: time.Now,
+		}
+		consume.goRun(g, "reaper", reaper.Run)
+	}
+	if a.roles&Assigner != 0 {
+		c := assigner.NewConsumer(assigner.ConsumerConfig{
+			Store: a.deps.Store, Publisher: a.deps.Broker, Metrics: a.metrics, Log: a.log,
+		})
+		opts := broker.ConsumeOptions{Prefetch: a.cfg.AssignerPrefetch, Workers: a.cfg.AssignerWorkers}
+		consume.goRun(g, "assigner", func(ctx context.Context) error {
+			return a.deps.Broker.Consume(ctx, contracts.MatchQueue, opts, c.Handle)
+		})
+	}
+	g.Go(func() error {
+		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving HTTP: %w", err)
+		}
+		return nil
+	})
+	a.log.Info("started", "role", a.roles.String(), "addr", a.Addr(), "embedded", a.cfg.Embedded(), "queues", a.cfg.Queues.Names())
+
+	shutdownErr := make(chan error, 1)
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownErr <- a.shutdown(listen, consume)
+		return nil
+	})
+	err := g.Wait()
+	return errors.Join(err, <-shutdownErr)
+}
+
+func (a *App) shutdown(listen, consume *stage) error {
+	deadline, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	a.log.Info("shutting down", "role", a.roles.String())
+	a.ready.fail()
+	select {
+	case <-time.After(a.cfg.DrainDelay):
+	case <-deadline.Done():
+	}
+	close(a.stopping)
+	var errs []error
+	if err := a.srv.Shutdown(deadline); err != nil {
+		errs = append(errs, fmt.Errorf("stopping the HTTP server: %w", err))
+	}
+	if err := consume.stop(deadline); err != nil {
+		errs = append(errs, fmt.Errorf("finishing in-flight messages: %w", err))
+	}
+	if err := listen.stop(deadline); err != nil {
+		errs = append(errs, fmt.Errorf("stopping the store listener: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// readiness answers /readyz: the process is ready while it is not shutting
+// down, its store listener is subscribed, and the broker and store answer.
+// Pings are cached briefly so that probes cannot load the backends.
+type readiness struct {
+	deps     *Deps
+	listener <-chan struct{}
+	failed   atomic.Bool
+
+	mu      sync.Mutex
+	checked time.Time
+	err     error
+}
+
+const readyCacheFor = time.Second
+
+func newReadiness(deps *Deps, listener <-chan struct{}) *readiness {
+	return &readiness{deps: deps, listener: listener}
+}
+
+func (r *readiness) fail() { r.failed.Store(true) }
+
+func (r *readiness) check(ctx context.Context) error {
+	if r.failed.Load() {
+		return errors.New("shutting down")
+	}
+	select {
+	case <-r.listener:
+	default:
+		return errors.New("store listener not subscribed yet")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) < readyCacheFor {
+		return r.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	r.err = errors.Join(r.deps.Broker.Ping(ctx), r.deps.Store.Ping(ctx))
+	r.checked = time.Now()
+	return r.err
+}

@@ -1,0 +1,78 @@
+// Package services is what every deployable stands on: configuration from
+// the environment, the connection to the broker and the store (real or
+// in-memory), the HTTP server with its health and metrics endpoints, and the
+// ordered start and shutdown of the front, matcher and assigner components.
+// The mains under services/ only pick which components to run.
+package services
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/quickmatch/quickmatch/internal/queues"
+)
+
+// Config is read from MM_* environment variables; README.md lists them all.
+// The defaults run the embedded mode on a laptop.
+type Config struct {
+	HTTPAddr string     `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
+	LogLevel slog.Level `envconfig:"LOG_LEVEL" default:"info"`
+
+	AMQPURL    string `envconfig:"AMQP_URL"`
+	AMQPPrefix string `envconfig:"AMQP_PREFIX" default:"mm."`
+	QueueType  string `envconfig:"QUEUE_TYPE" default:"classic"`
+
+	RedisAddr     string `envconfig:"REDIS_ADDR"`
+	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	RedisDB       int    `envconfig:"REDIS_DB" default:"0"`
+	RedisPrefix   string `envconfig:"REDIS_PREFIX" default:"mm:"`
+
+	PollMax          time.Duration `envconfig:"POLL_MAX" default:"60s"`
+	ServerTTL        time.Duration `envconfig:"SERVER_TTL" default:"15s"`
+	Retention        time.Duration `envconfig:"RETENTION" default:"1h"`
+	AssignRetryDelay time.Duration `envconfig:"ASSIGN_RETRY_DELAY" default:"500ms"`
+	ReapInterval     time.Duration `envconfig:"REAP_INTERVAL" default:"1s"`
+	ReapGrace        time.Duration `envconfig:"REAP_GRACE" default:"5s"`
+
+	MatcherPrefetch  int `envconfig:"MATCHER_PREFETCH" default:"128"`
+	MatcherWorkers   int `envconfig:"MATCHER_WORKERS" default:"32"`
+	AssignerPrefetch int `envconfig:"ASSIGNER_PREFETCH" default:"64"`
+	AssignerWorkers  int `envconfig:"ASSIGNER_WORKERS" default:"16"`
+
+	DrainDelay      time.Duration `envconfig:"DRAIN_DELAY" default:"0s"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
+
+	// Queues are the matchmaking queues; nil means the built-in duel.
+	Queues *queues.Set `ignored:"true"`
+}
+
+// LoadConfig reads the configuration from the environment.
+func LoadConfig() (Config, error) {
+	var cfg Config
+	if err := envconfig.Process("MM", &cfg); err != nil {
+		return Config{}, fmt.Errorf("reading configuration: %w", err)
+	}
+	return cfg, cfg.check()
+}
+
+// Embedded reports whether the process runs with the in-memory broker and
+// store because no external one is configured.
+func (c *Config) Embedded() bool { return c.AMQPURL == "" && c.RedisAddr == "" }
+
+func (c *Config) check() error {
+	switch {
+	case (c.AMQPURL == "") != (c.RedisAddr == ""):
+		return fmt.Errorf("set both MM_AMQP_URL and MM_REDIS_ADDR for the distributed mode, or neither for the embedded mode")
+	case c.QueueType != "classic" && c.QueueType != "quorum":
+		return fmt.Errorf("MM_QUEUE_TYPE must be classic or quorum, not %q", c.QueueType)
+	case c.PollMax <= 0 || c.ServerTTL <= 0 || c.Retention <= 0 || c.AssignRetryDelay <= 0 ||
+		c.ReapInterval <= 0 || c.ShutdownTimeout <= 0:
+		return fmt.Errorf("MM_POLL_MAX, MM_SERVER_TTL, MM_RETENTION, MM_ASSIGN_RETRY_DELAY, MM_REAP_INTERVAL and MM_SHUTDOWN_TIMEOUT must be positive")
+	case c.MatcherPrefetch < 1 || c.MatcherWorkers < 1 || c.AssignerPrefetch < 1 || c.AssignerWorkers < 1:
+		return fmt.Errorf("MM_*_PREFETCH and MM_*_WORKERS must be at least 1")
+	}
+	return nil
+}

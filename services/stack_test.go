@@ -1,0 +1,293 @@
+package services
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/queues"
+	"github.com/quickmatch/quickmatch/internal/testenv"
+)
+
+// testQueue is duel with deadlines short enough for tests.
+func testQueue() queues.Queue {
+	q := queues.Duel()
+	q.MaxWait = 20 * time.Second
+	q.AssignDeadline = 3 * time.Second
+	q.RetryDelay = 200 * time.Millisecond
+	return q
+}
+
+type mode string
+
+const (
+	embedded    mode = "embedded"
+	distributed mode = "distributed"
+)
+
+// stack is a running suite: one all-in-one app in the embedded mode, or
+// separate front, matcher and assigner apps, each with its own connections,
+// in the distributed mode.
+type stack struct {
+	cfg         Config
+	frontURL    string
+	assignerURL string
+	redis       *redis.Client // distributed only
+	front       *runningApp   // the app serving the player API; its deps reach the store and broker
+	mu          sync.Mutex
+	matchers    []*runningApp
+}
+
+type runningApp struct {
+	app    *App
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type stackOptions struct {
+	matchers, assigners int
+	noMatchers          bool // start no matcher; the test drives matching
+	queue               queues.Queue
+}
+
+func startStack(t *testing.T, m mode, opt stackOptions) *stack {
+	t.Helper()
+	if opt.matchers == 0 {
+		opt.matchers = 1
+	}
+	if opt.assigners == 0 {
+		opt.assigners = 1
+	}
+	if opt.queue.Name == "" {
+		opt.queue = testQueue()
+	}
+	set, err := queues.NewSet(opt.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Queues = set
+	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.AssignRetryDelay = 100 * time.Millisecond
+	cfg.ReapInterval = 200 * time.Millisecond
+	cfg.ReapGrace = time.Second
+	s := &stack{cfg: cfg}
+	if m == embedded {
+		s.cfg.AMQPURL, s.cfg.RedisAddr = "", ""
+		a := s.start(t, All)
+		s.front = a
+		s.frontURL = "http://" + a.app.Addr()
+		s.assignerURL = s.frontURL
+		return s
+	}
+	s.cfg.AMQPURL = testenv.AMQPURL(t)
+	s.cfg.RedisAddr = testenv.RedisAddr(t)
+	prefix := testenv.Prefix(t)
+	s.cfg.AMQPPrefix, s.cfg.RedisPrefix = prefix, prefix
+	s.redis = redis.NewClient(&redis.Options{Addr: s.cfg.RedisAddr})
+	t.Cleanup(func() { cleanupBackends(t, s.cfg, s.redis) })
+	s.front = s.start(t, Front)
+	s.frontURL = "http://" + s.front.app.Addr()
+	for range opt.assigners {
+		s.assignerURL = "http://" + s.start(t, Assigner).app.Addr()
+	}
+	if !opt.noMatchers {
+		for range opt.matchers {
+			s.addMatcher(t)
+		}
+	}
+	return s
+}
+
+func (s *stack) addMatcher(t *testing.T) *runningApp {
+	t.Helper()
+	a := s.start(t, Matcher)
+	s.mu.Lock()
+	s.matchers = append(s.matchers, a)
+	s.mu.Unlock()
+	return a
+}
+
+// start runs an app until the test ends.
+func (s *stack) start(t *testing.T, roles Role) *runningApp {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := New(ctx, s.cfg, roles, log.With("role", roles.String()))
+	if err != nil {
+		cancel()
+		t.Fatalf("starting %s: %v", roles, err)
+	}
+	r := &runningApp{app: app, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- app.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	waitReady(t, "http://"+app.Addr())
+	return r
+}
+
+func (r *runningApp) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("app stopped with: %v", err)
+		}
+		r.done <- nil // later stops return at once
+	case <-time.After(20 * time.Second):
+		t.Errorf("app did not stop within 20s")
+	}
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within 10s", base)
+}
+
+// cleanupBackends deletes the test's queues and keys.
+func cleanupBackends(t *testing.T, cfg Config, rdb *redis.Client) {
+	t.Helper()
+	defer rdb.Close()
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, cfg.RedisPrefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+	conn, err := amqp.Dial(cfg.AMQPURL)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	names := []string{contracts.MatchQueue, contracts.DeadLetterQueue}
+	for _, q := range cfg.Queues.Names() {
+		names = append(names, contracts.TicketQueue(q))
+	}
+	for _, n := range names {
+		ch.QueueDelete(cfg.AMQPPrefix+n, false, false, false)
+		ch.QueueDelete(cfg.AMQPPrefix+n+contracts.RetrySuffix, false, false, false)
+	}
+}
+
+// client is a small HTTP client of both APIs for tests.
+type client struct {
+	t    testing.TB
+	http *http.Client
+}
+
+func newClient(t testing.TB) *client {
+	return &client{t: t, http: &http.Client{Timeout: 90 * time.Second}}
+}
+
+func (c *client) do(method, url string, body any, out any) int {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("%s %s: reading body: %v", method, url, err)
+	}
+	if out != nil && len(raw) > 0 && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			c.t.Fatalf("%s %s: decoding %q: %v", method, url, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (c *client) createTicket(base string, req contracts.TicketRequest) contracts.Ticket {
+	c.t.Helper()
+	var tk contracts.Ticket
+	if code := c.do(http.MethodPost, base+"/v1/tickets", req, &tk); code != http.StatusCreated {
+		c.t.Fatalf("create ticket for %v: status %d", req.Players, code)
+	}
+	return tk
+}
+
+func (c *client) registerServer(base, id, region string, capacity int) {
+	c.t.Helper()
+	req := contracts.ServerRequest{Address: "127.0.0.1:7777", Region: region, Capacity: capacity}
+	if code := c.do(http.MethodPut, base+"/v1/servers/"+id, req, nil); code != http.StatusOK {
+		c.t.Fatalf("register server %s: status %d", id, code)
+	}
+}
+
+// awaitTerminal long-polls a ticket until it is terminal or the time is up.
+func (c *client) awaitTerminal(base, id string, within time.Duration) contracts.Ticket {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	var tk contracts.Ticket
+	for {
+		url := fmt.Sprintf("%s/v1/tickets/%s?wait=5s&after=%d", base, id, tk.Version)
+		if code := c.do(http.MethodGet, url, nil, &tk); code != http.StatusOK {
+			c.t.Fatalf("poll %s: status %d", id, code)
+		}
+		if tk.Status.Terminal() {
+			return tk
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("ticket %s still %s after %v", id, tk.Status, within)
+		}
+	}
+}
+
+func player(id string, skill float64) contracts.TicketRequest {
+	return contracts.TicketRequest{Queue: "duel", Players: []contracts.Player{{ID: id, Skill: skill}}}
+}
+
+func uniqueName(t *testing.T, what string) string {
+	return strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + what
+}
