@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -286,8 +285,4 @@ func (c *client) awaitTerminal(base, id string, within time.Duration) contracts.
 
 func player(id string, skill float64) contracts.TicketRequest {
 	return contracts.TicketRequest{Queue: "duel", Players: []contracts.Player{{ID: id, Skill: skill}}}
-}
-
-func uniqueName(t *testing.T, what string) string {
-	return strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + what
 }
