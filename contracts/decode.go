@@ -81,6 +81,8 @@ func decodeError(err error) error {
 		typ *json.UnmarshalTypeError
 	)
 	switch {
+	case errors.Is(err, ErrBadRequest):
+		return err
 	case errors.As(err, &syn):
 		return fmt.Errorf("%w: malformed JSON at byte %d: %v", ErrBadRequest, syn.Offset, syn)
 	case errors.As(err, &typ):

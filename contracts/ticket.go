@@ -1,6 +1,11 @@
 package contracts
 
-import "time"
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Status is where a ticket is in its life. It only moves forward:
 // searching → matched → assigned, or ends in cancelled, expired or failed.
@@ -85,4 +90,26 @@ type Assignment struct {
 	ServerID string `json:"server_id"`
 	Address  string `json:"address"`
 	Region   string `json:"region"`
+}
+
+// UnmarshalJSON requires both fields: a player without a skill would
+// otherwise be matched as if rated 0.
+func (p *Player) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		ID    *string  `json:"id"`
+		Skill *float64 `json:"skill"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return decodeError(err)
+	}
+	switch {
+	case raw.ID == nil:
+		return fmt.Errorf("%w: a player has no id", ErrBadRequest)
+	case raw.Skill == nil:
+		return fmt.Errorf("%w: player %q has no skill", ErrBadRequest, *raw.ID)
+	}
+	p.ID, p.Skill = *raw.ID, *raw.Skill
+	return nil
 }

@@ -21,51 +21,57 @@ func TestWalkthrough(t *testing.T) {
 	for _, m := range modes {
 		t.Run(string(m), func(t *testing.T) {
 			s := startStack(t, m, stackOptions{})
-			c := newClient(t)
-			c.registerServer(s.assignerURL, "gs-1", "eu-west", 2)
-			a := c.createTicket(s.frontURL, contracts.TicketRequest{Queue: "duel",
-				Players: []contracts.Player{{ID: "p-1", Skill: 1520}}, Latencies: map[string]float64{"eu-west": 31, "us-east": 112}})
-			b := c.createTicket(s.frontURL, contracts.TicketRequest{Queue: "duel",
-				Players: []contracts.Player{{ID: "p-2", Skill: 1490}}, Latencies: map[string]float64{"eu-west": 45}})
-			if a.Status != contracts.StatusSearching || a.Version != 1 {
-				t.Fatalf("new ticket = %s v%d, want searching v1", a.Status, a.Version)
-			}
-			ta := c.awaitTerminal(s.frontURL, a.ID, 10*time.Second)
-			tb := c.awaitTerminal(s.frontURL, b.ID, 10*time.Second)
-			for _, tk := range []contracts.Ticket{ta, tb} {
-				if tk.Status != contracts.StatusAssigned {
-					t.Fatalf("ticket %s ended %s (%s), want assigned", tk.ID, tk.Status, tk.Reason)
-				}
-				if tk.Match == nil || tk.Assignment == nil || tk.Assignment.ServerID != "gs-1" || tk.Assignment.Region != "eu-west" {
-					t.Fatalf("ticket %s: match %+v assignment %+v", tk.ID, tk.Match, tk.Assignment)
-				}
-			}
-			if ta.Match.ID != tb.Match.ID || ta.Match.Region != "eu-west" || len(ta.Match.Teams) != 2 {
-				t.Fatalf("tickets in different or malformed matches: %+v / %+v", ta.Match, tb.Match)
-			}
-			if ta.Version != 3 {
-				t.Errorf("assigned ticket at version %d, want 3 (searching, matched, assigned)", ta.Version)
-			}
-			var allocs contracts.Allocations
-			c.do(http.MethodGet, s.assignerURL+"/v1/servers/gs-1/allocations", nil, &allocs)
-			if len(allocs.Allocations) != 1 || allocs.Allocations[0].MatchID != ta.Match.ID {
-				t.Fatalf("allocations = %+v, want the one match", allocs)
-			}
-			if code := c.do(http.MethodDelete, s.frontURL+"/v1/tickets/"+a.ID, nil, nil); code != http.StatusConflict {
-				t.Errorf("cancel of an assigned ticket: %d, want 409", code)
-			}
-			if code := c.do(http.MethodDelete, s.assignerURL+"/v1/servers/gs-1/matches/"+ta.Match.ID, nil, nil); code != http.StatusNoContent {
-				t.Fatalf("end match: %d, want 204", code)
-			}
-			var srv contracts.Server
-			c.do(http.MethodGet, s.assignerURL+"/v1/servers/gs-1", nil, &srv)
-			if srv.Allocated != 0 {
-				t.Errorf("server still hosts %d matches after the end", srv.Allocated)
-			}
-			// The players are free to queue again.
-			c.createTicket(s.frontURL, player("p-1", 1500))
+			walkthrough(t, s.frontURL, s.assignerURL)
 		})
 	}
+}
+
+// walkthrough plays the README's curl walk-through against a running suite.
+func walkthrough(t *testing.T, frontURL, assignerURL string) {
+	t.Helper()
+	c := newClient(t)
+	c.registerServer(assignerURL, "gs-1", "eu-west", 2)
+	a := c.createTicket(frontURL, contracts.TicketRequest{Queue: "duel",
+		Players: []contracts.Player{{ID: "p-1", Skill: 1520}}, Latencies: map[string]float64{"eu-west": 31, "us-east": 112}})
+	b := c.createTicket(frontURL, contracts.TicketRequest{Queue: "duel",
+		Players: []contracts.Player{{ID: "p-2", Skill: 1490}}, Latencies: map[string]float64{"eu-west": 45}})
+	if a.Status != contracts.StatusSearching || a.Version != 1 {
+		t.Fatalf("new ticket = %s v%d, want searching v1", a.Status, a.Version)
+	}
+	ta := c.awaitTerminal(frontURL, a.ID, 10*time.Second)
+	tb := c.awaitTerminal(frontURL, b.ID, 10*time.Second)
+	for _, tk := range []contracts.Ticket{ta, tb} {
+		if tk.Status != contracts.StatusAssigned {
+			t.Fatalf("ticket %s ended %s (%s), want assigned", tk.ID, tk.Status, tk.Reason)
+		}
+		if tk.Match == nil || tk.Assignment == nil || tk.Assignment.ServerID != "gs-1" || tk.Assignment.Region != "eu-west" {
+			t.Fatalf("ticket %s: match %+v assignment %+v", tk.ID, tk.Match, tk.Assignment)
+		}
+	}
+	if ta.Match.ID != tb.Match.ID || ta.Match.Region != "eu-west" || len(ta.Match.Teams) != 2 {
+		t.Fatalf("tickets in different or malformed matches: %+v / %+v", ta.Match, tb.Match)
+	}
+	if ta.Version != 3 {
+		t.Errorf("assigned ticket at version %d, want 3 (searching, matched, assigned)", ta.Version)
+	}
+	var allocs contracts.Allocations
+	c.do(http.MethodGet, assignerURL+"/v1/servers/gs-1/allocations", nil, &allocs)
+	if len(allocs.Allocations) != 1 || allocs.Allocations[0].MatchID != ta.Match.ID {
+		t.Fatalf("allocations = %+v, want the one match", allocs)
+	}
+	if code := c.do(http.MethodDelete, frontURL+"/v1/tickets/"+a.ID, nil, nil); code != http.StatusConflict {
+		t.Errorf("cancel of an assigned ticket: %d, want 409", code)
+	}
+	if code := c.do(http.MethodDelete, assignerURL+"/v1/servers/gs-1/matches/"+ta.Match.ID, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("end match: %d, want 204", code)
+	}
+	var srv contracts.Server
+	c.do(http.MethodGet, assignerURL+"/v1/servers/gs-1", nil, &srv)
+	if srv.Allocated != 0 {
+		t.Errorf("server still hosts %d matches after the end", srv.Allocated)
+	}
+	// The players are free to queue again.
+	c.createTicket(frontURL, player("p-1", 1500))
 }
 
 // TestManyPlayersTwoMatchers: 2,000 players through two matchers racing on
