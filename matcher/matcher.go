@@ -108,7 +108,7 @@ func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 		m.cfg.Metrics.TicketsFinished.WithLabelValues(q.Name, string(contracts.StatusExpired)).Inc()
 		return nil
 	}
-	self := poolEntry(&t)
+	self := poolEntry(&q, &t)
 	matched, err := m.tryMatch(ctx, &q, self, now)
 	if err != nil || matched {
 		return err
@@ -137,25 +137,26 @@ func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 	return nil
 }
 
-// tryMatch searches the pool for an opponent of self and claims both. It
-// reports true when self is settled: matched now, or found no longer
-// searching.
+// tryMatch searches the pool for tickets to complete a match with self and
+// claims them all at once. It reports true when self is settled: matched
+// now, or found no longer searching.
 func (m *Matcher) tryMatch(ctx context.Context, q *queues.Queue, self store.PoolEntry, now time.Time) (bool, error) {
+	limit := max(m.cfg.Candidates, 4*q.PlayersPerMatch())
 	var lost map[string]bool
 	for range claimAttempts {
-		cands, err := m.cfg.Store.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, m.cfg.Candidates)
+		cands, err := m.cfg.Store.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, limit)
 		if err != nil {
 			return false, fmt.Errorf("searching the %s pool: %w", q.Name, err)
 		}
-		other, region, ok := bestOpponent(q, self, cands, lost, now)
+		entries, region, teams, ok := findMatch(q, self, cands, lost, now)
 		if !ok {
 			return false, nil
 		}
-		match, err := m.formMatch(ctx, q, region, now, self, other)
+		match, err := m.formMatch(ctx, q, region, now, entries, teams)
 		var conflict *store.ConflictError
 		switch {
 		case err == nil:
-			return true, m.publishMatch(ctx, q, match, now, self, other)
+			return true, m.publishMatch(ctx, q, match, now, entries)
 		case errors.As(err, &conflict) && conflict.TicketID == self.TicketID:
 			return true, nil // cancelled, or matched by another matcher
 		case errors.As(err, &conflict):
@@ -170,24 +171,27 @@ func (m *Matcher) tryMatch(ctx context.Context, q *queues.Queue, self store.Pool
 	return false, nil
 }
 
-// formMatch claims the tickets of entries as one match; the claim checks
-// that all of them are still searching.
-func (m *Matcher) formMatch(ctx context.Context, q *queues.Queue, region string, now time.Time, entries ...store.PoolEntry) (contracts.Match, error) {
+// formMatch claims the tickets of entries as one match with the given
+// teams; the claim checks that all of them are still searching.
+func (m *Matcher) formMatch(ctx context.Context, q *queues.Queue, region string, now time.Time, entries []store.PoolEntry, teams [][]int) (contracts.Match, error) {
 	match := contracts.Match{
 		ID:             uuid.NewString(),
 		Queue:          q.Name,
 		Region:         region,
 		CreatedAt:      now,
 		AssignDeadline: now.Add(q.AssignDeadline),
+		Teams:          make([][]string, len(teams)),
 	}
 	for _, e := range entries {
-		team := make([]string, len(e.Party))
-		for i, p := range e.Party {
-			team[i] = p.ID
-		}
 		match.TicketIDs = append(match.TicketIDs, e.TicketID)
-		match.Teams = append(match.Teams, team)
 		match.Players = append(match.Players, e.Party...)
+	}
+	for t, members := range teams {
+		for _, i := range members {
+			for _, p := range entries[i].Party {
+				match.Teams[t] = append(match.Teams[t], p.ID)
+			}
+		}
 	}
 	if err := m.cfg.Store.ClaimMatch(ctx, match, now); err != nil {
 		return match, fmt.Errorf("claiming match of %v: %w", match.TicketIDs, err)
@@ -195,7 +199,7 @@ func (m *Matcher) formMatch(ctx context.Context, q *queues.Queue, region string,
 	return match, nil
 }
 
-func (m *Matcher) publishMatch(ctx context.Context, q *queues.Queue, match contracts.Match, now time.Time, entries ...store.PoolEntry) error {
+func (m *Matcher) publishMatch(ctx context.Context, q *queues.Queue, match contracts.Match, now time.Time, entries []store.PoolEntry) error {
 	if err := m.sendMatch(ctx, match); err != nil {
 		return err
 	}
@@ -234,14 +238,14 @@ func (m *Matcher) deadLetter(queue string, err error) error {
 	return fmt.Errorf("%w: %w", broker.ErrDeadLetter, err)
 }
 
-func poolEntry(t *contracts.Ticket) store.PoolEntry {
+func poolEntry(q *queues.Queue, t *contracts.Ticket) store.PoolEntry {
 	skills := make([]float64, len(t.Players))
 	for i, p := range t.Players {
 		skills[i] = p.Skill
 	}
 	return store.PoolEntry{
 		TicketID:  t.ID,
-		Skill:     partySkill(skills),
+		Skill:     q.PartySkill(skills),
 		Players:   len(t.Players),
 		Party:     t.Players,
 		CreatedAt: t.CreatedAt,

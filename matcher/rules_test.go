@@ -1,14 +1,28 @@
 package matcher
 
 import (
+	"fmt"
+	"math"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/store"
 )
 
 var t0 = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// entry is a pool entry for a party of size players at skill that has
+// waited the given time at t0.
+func entry(id string, skill float64, players int, waited time.Duration, lat map[string]float64) store.PoolEntry {
+	e := store.PoolEntry{TicketID: id, Skill: skill, Players: players, CreatedAt: t0.Add(-waited), Latencies: lat}
+	for i := range players {
+		e.Party = append(e.Party, contracts.Player{ID: fmt.Sprintf("%s.%d", id, i), Skill: skill})
+	}
+	return e
+}
 
 func TestWindowWidens(t *testing.T) {
 	w := queues.Window{Initial: 50, PerSecond: 25, Max: 200}
@@ -27,33 +41,68 @@ func TestWindowWidens(t *testing.T) {
 			t.Errorf("At(%v) = %v, want %v", tt.waited, got, tt.want)
 		}
 	}
+	q := queues.Duel()
+	if got := q.LatencyLimit(time.Hour); !math.IsInf(got, 1) {
+		t.Errorf("LatencyLimit with no latency rule = %v, want +Inf", got)
+	}
+	q.Latency = queues.Window{Initial: 50, PerSecond: 10, Max: 100}
+	if got := q.LatencyLimit(3 * time.Second); got != 80 {
+		t.Errorf("LatencyLimit(3s) = %v, want 80", got)
+	}
+}
+
+func TestPartySkill(t *testing.T) {
+	q := queues.Duel()
+	tests := []struct {
+		spread float64
+		skills []float64
+		want   float64
+	}{
+		{0, []float64{1000, 1200, 1700}, 1300},
+		{0.5, []float64{1000, 1200, 1700}, 1300 + 350},
+		{0.5, []float64{1500}, 1500},
+		{0.5, nil, 0},
+	}
+	for _, tt := range tests {
+		q.PartySpread = tt.spread
+		if got := q.PartySkill(tt.skills); got != tt.want {
+			t.Errorf("PartySkill(%v) with spread %v = %v, want %v", tt.skills, tt.spread, got, tt.want)
+		}
+	}
 }
 
 func TestSharedRegion(t *testing.T) {
 	limited := queues.Duel()
-	limited.MaxLatencyMS = 100
+	limited.Latency = queues.Window{Initial: 100, PerSecond: 10, Max: 200}
 	open := queues.Duel()
+	e := func(waited time.Duration, lat map[string]float64) store.PoolEntry {
+		return entry("x", 1500, 1, waited, lat)
+	}
 	tests := []struct {
-		name   string
-		q      queues.Queue
-		a, b   map[string]float64
-		want   string
-		wantOK bool
+		name    string
+		q       queues.Queue
+		entries []store.PoolEntry
+		want    string
+		wantOK  bool
 	}{
-		{"neither states latencies: any region", open, nil, nil, "", true},
-		{"one states latencies: its best region", open, map[string]float64{"eu": 30, "us": 20}, nil, "us", true},
-		{"lowest worst latency wins", open,
-			map[string]float64{"eu": 30, "us": 90}, map[string]float64{"eu": 80, "us": 40}, "eu", true},
-		{"no region in common", open, map[string]float64{"eu": 30}, map[string]float64{"us": 30}, "", false},
-		{"limit excludes a region", limited,
-			map[string]float64{"eu": 30, "us": 150}, map[string]float64{"eu": 120, "us": 40}, "", false},
-		{"limit keeps the region under it", limited,
-			map[string]float64{"eu": 30, "us": 50}, map[string]float64{"eu": 120, "us": 40}, "us", true},
-		{"ties go to the first name", open, map[string]float64{"us": 10, "eu": 10}, nil, "eu", true},
+		{"nobody states latencies: any region", open, []store.PoolEntry{e(0, nil), e(0, nil)}, "", true},
+		{"one states latencies: its best region", open,
+			[]store.PoolEntry{e(0, map[string]float64{"eu": 30, "us": 20}), e(0, nil)}, "us", true},
+		{"lowest worst latency wins", open, []store.PoolEntry{
+			e(0, map[string]float64{"eu": 30, "us": 90}), e(0, map[string]float64{"eu": 80, "us": 40})}, "eu", true},
+		{"no region in common", open, []store.PoolEntry{
+			e(0, map[string]float64{"eu": 30}), e(0, map[string]float64{"us": 30})}, "", false},
+		{"the limit excludes a region", limited, []store.PoolEntry{
+			e(0, map[string]float64{"eu": 30, "us": 150}), e(0, map[string]float64{"eu": 120, "us": 40})}, "", false},
+		{"the limit widens with the ticket's own wait", limited, []store.PoolEntry{
+			e(0, map[string]float64{"eu": 30, "us": 150}), e(3*time.Second, map[string]float64{"eu": 120, "us": 40})}, "eu", true},
+		{"ties go to the first name", open, []store.PoolEntry{e(0, map[string]float64{"us": 10, "eu": 10})}, "eu", true},
+		{"three tickets", open, []store.PoolEntry{
+			e(0, map[string]float64{"eu": 10, "us": 50, "ap": 20}), e(0, map[string]float64{"us": 60, "ap": 70}), e(0, nil)}, "us", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := sharedRegion(&tt.q, tt.a, tt.b)
+			got, ok := sharedRegion(&tt.q, tt.entries, t0)
 			if got != tt.want || ok != tt.wantOK {
 				t.Errorf("sharedRegion = %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
 			}
@@ -61,49 +110,131 @@ func TestSharedRegion(t *testing.T) {
 	}
 }
 
-func TestBestOpponent(t *testing.T) {
-	q := queues.Duel() // window 50, +25/s, max 500
-	entry := func(id string, skill float64, waited time.Duration, lat map[string]float64) store.PoolEntry {
-		return store.PoolEntry{TicketID: id, Skill: skill, Players: 1, CreatedAt: t0.Add(-waited), Latencies: lat}
-	}
-	self := entry("self", 1500, 0, nil)
+func fiveVFive() queues.Queue {
+	q := queues.Duel()
+	q.Name, q.Teams, q.TeamSize = "5v5", 2, 5
+	q.Skill = queues.Window{Initial: 100, PerSecond: 10, Max: 600}
+	return q
+}
+
+func TestFormTeams(t *testing.T) {
 	tests := []struct {
 		name    string
-		self    store.PoolEntry
-		cands   []store.PoolEntry
-		exclude map[string]bool
-		want    string // "" for none
+		parties []store.PoolEntry
+		wantOK  bool
+		wantGap float64 // best possible gap between team totals
 	}{
-		{"nearest skill", self, []store.PoolEntry{entry("a", 1540, 0, nil), entry("b", 1490, 0, nil)}, nil, "b"},
-		{"outside the window", self, []store.PoolEntry{entry("a", 1600, 0, nil)}, nil, ""},
-		{"the waiting ticket's wider window admits the newcomer", self,
-			[]store.PoolEntry{entry("a", 1600, 4*time.Second, nil)}, nil, "a"},
-		{"equal gaps go to the longest waiting", self,
-			[]store.PoolEntry{entry("new", 1520, time.Second, nil), entry("old", 1480, 3*time.Second, nil)}, nil, "old"},
-		{"never itself", self, []store.PoolEntry{self}, nil, ""},
-		{"excluded candidates are skipped", self,
-			[]store.PoolEntry{entry("a", 1500, 0, nil), entry("b", 1510, 0, nil)}, map[string]bool{"a": true}, "b"},
-		{"region must be shared", entry("self", 1500, 0, map[string]float64{"eu": 20}),
-			[]store.PoolEntry{entry("us", 1500, 0, map[string]float64{"us": 20}), entry("eu", 1530, 0, map[string]float64{"eu": 40})}, nil, "eu"},
+		{"ten solos", []store.PoolEntry{
+			entry("a", 1000, 1, 0, nil), entry("b", 1100, 1, 0, nil), entry("c", 1200, 1, 0, nil), entry("d", 1300, 1, 0, nil),
+			entry("e", 1400, 1, 0, nil), entry("f", 1500, 1, 0, nil), entry("g", 1600, 1, 0, nil), entry("h", 1700, 1, 0, nil),
+			entry("i", 1800, 1, 0, nil), entry("j", 1900, 1, 0, nil)}, true, 100},
+		{"a five-stack against five solos", []store.PoolEntry{
+			entry("stack", 1500, 5, 0, nil), entry("a", 1400, 1, 0, nil), entry("b", 1450, 1, 0, nil),
+			entry("c", 1500, 1, 0, nil), entry("d", 1550, 1, 0, nil), entry("e", 1600, 1, 0, nil)}, true, 0},
+		{"parties that cannot split evenly", []store.PoolEntry{
+			entry("a", 1500, 4, 0, nil), entry("b", 1500, 3, 0, nil), entry("c", 1500, 3, 0, nil)}, false, 0},
+		// Each team must be a trio and a duo: {a,d} 7100 against {b,c} 7400
+		// beats {a,c} 7700 against {b,d} 6800.
+		{"duos and trios", []store.PoolEntry{
+			entry("a", 1500, 3, 0, nil), entry("b", 1400, 3, 0, nil), entry("c", 1600, 2, 0, nil), entry("d", 1300, 2, 0, nil)}, true, 300},
 	}
+	q := fiveVFive()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, _, ok := bestOpponent(&q, tt.self, tt.cands, tt.exclude, t0)
-			if !ok {
-				got.TicketID = ""
+			teams, ok := formTeams(&q, tt.parties, true)
+			if ok != tt.wantOK {
+				t.Fatalf("formTeams ok = %v, want %v", ok, tt.wantOK)
 			}
-			if got.TicketID != tt.want {
-				t.Errorf("bestOpponent = %q, want %q", got.TicketID, tt.want)
+			if !ok {
+				return
+			}
+			if len(teams) != 2 {
+				t.Fatalf("%d teams, want 2", len(teams))
+			}
+			var totals []float64
+			seen := 0
+			for _, team := range teams {
+				size, total := 0, 0.0
+				for _, i := range team {
+					size += tt.parties[i].Players
+					total += tt.parties[i].Skill * float64(tt.parties[i].Players)
+					seen++
+				}
+				if size != 5 {
+					t.Errorf("team %v holds %d players, want 5", team, size)
+				}
+				totals = append(totals, total)
+			}
+			if seen != len(tt.parties) {
+				t.Errorf("%d parties placed, want %d", seen, len(tt.parties))
+			}
+			if gap := math.Abs(totals[0] - totals[1]); gap != tt.wantGap {
+				t.Errorf("team totals %v differ by %v, want the best split's %v", totals, gap, tt.wantGap)
 			}
 		})
 	}
 }
 
-func TestPartySkillIsTheMean(t *testing.T) {
-	if got := partySkill([]float64{1000, 1200, 1700}); got != 1300 {
-		t.Errorf("partySkill = %v, want 1300", got)
+func TestFindMatch(t *testing.T) {
+	duel := queues.Duel() // window 50, +25/s, max 500
+	ffa := queues.Duel()
+	ffa.Name, ffa.Teams, ffa.TeamSize, ffa.MinTeams, ffa.FillWait = "ffa", 4, 1, 3, 10*time.Second
+	five := fiveVFive()
+	solos := func(n int, skill float64, waited time.Duration) []store.PoolEntry {
+		var es []store.PoolEntry
+		for i := range n {
+			es = append(es, entry(fmt.Sprintf("s%d", i), skill+float64(i), 1, waited, nil))
+		}
+		return es
 	}
-	if got := partySkill(nil); got != 0 {
-		t.Errorf("partySkill(nil) = %v, want 0", got)
+	tests := []struct {
+		name    string
+		q       queues.Queue
+		anchor  store.PoolEntry
+		cands   []store.PoolEntry
+		exclude map[string]bool
+		want    []string // ticket ids, anchor first; nil for no match
+	}{
+		{"duel: nearest skill", duel, entry("me", 1500, 1, 0, nil),
+			[]store.PoolEntry{entry("a", 1540, 1, 0, nil), entry("b", 1490, 1, 0, nil)}, nil, []string{"me", "b"}},
+		{"duel: outside the window", duel, entry("me", 1500, 1, 0, nil),
+			[]store.PoolEntry{entry("a", 1600, 1, 0, nil)}, nil, nil},
+		{"duel: the waiting ticket's wider window admits the newcomer", duel, entry("me", 1500, 1, 0, nil),
+			[]store.PoolEntry{entry("a", 1600, 1, 4*time.Second, nil)}, nil, []string{"me", "a"}},
+		{"duel: equal gaps go to the longest waiting", duel, entry("me", 1500, 1, 0, nil),
+			[]store.PoolEntry{entry("new", 1520, 1, time.Second, nil), entry("old", 1480, 1, 3*time.Second, nil)}, nil, []string{"me", "old"}},
+		{"duel: never itself", duel, entry("me", 1500, 1, 0, nil), []store.PoolEntry{entry("me", 1500, 1, 0, nil)}, nil, nil},
+		{"duel: excluded candidates are skipped", duel, entry("me", 1500, 1, 0, nil),
+			[]store.PoolEntry{entry("a", 1500, 1, 0, nil), entry("b", 1510, 1, 0, nil)}, map[string]bool{"a": true}, []string{"me", "b"}},
+		{"duel: the region must be shared", duel, entry("me", 1500, 1, 0, map[string]float64{"eu": 20}),
+			[]store.PoolEntry{entry("us", 1500, 1, 0, map[string]float64{"us": 20}), entry("eu", 1530, 1, 0, map[string]float64{"eu": 40})},
+			nil, []string{"me", "eu"}},
+		{"5v5: ten solos", five, entry("me", 1500, 1, 0, nil), solos(9, 1500, 0), nil,
+			[]string{"me", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"}},
+		{"5v5: nine players are not a match", five, entry("me", 1500, 1, 0, nil), solos(8, 1500, 0), nil, nil},
+		{"5v5: a party too big for the room left is passed over", five, entry("me", 1500, 5, 0, nil),
+			append([]store.PoolEntry{entry("duo", 1500, 2, 0, nil), entry("trio", 1500, 3, 0, nil), entry("quad", 1500, 4, 0, nil)}, solos(1, 1500, 0)...),
+			nil, []string{"me", "duo", "trio"}},
+		{"ffa: full at once", ffa, entry("me", 1500, 1, 0, nil), solos(3, 1500, 0), nil, []string{"me", "s0", "s1", "s2"}},
+		{"ffa: short, before the fill wait", ffa, entry("me", 1500, 1, 0, nil), solos(2, 1500, 0), nil, nil},
+		{"ffa: short, after the fill wait", ffa, entry("me", 1500, 1, 0, nil), solos(2, 1500, 11*time.Second), nil, []string{"me", "s0", "s1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			entries, _, teams, ok := findMatch(&tt.q, tt.anchor, tt.cands, tt.exclude, t0)
+			var got []string
+			for _, e := range entries {
+				got = append(got, e.TicketID)
+			}
+			if !ok {
+				got = nil
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("findMatch = %v, want %v", got, tt.want)
+			}
+			if ok && len(teams) != len(tt.want) && tt.q.TeamSize == 1 {
+				t.Errorf("free-for-all of %d tickets formed %d teams", len(tt.want), len(teams))
+			}
+		})
 	}
 }

@@ -42,10 +42,13 @@ type Config struct {
 	AssignerPrefetch int `envconfig:"ASSIGNER_PREFETCH" default:"64"`
 	AssignerWorkers  int `envconfig:"ASSIGNER_WORKERS" default:"16"`
 
+	QueuesFile string `envconfig:"QUEUES_FILE"`
+
 	DrainDelay      time.Duration `envconfig:"DRAIN_DELAY" default:"0s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
 
-	// Queues are the matchmaking queues; nil means the built-in duel.
+	// Queues are the matchmaking queues: those of QueuesFile, or the
+	// built-in duel when it is empty.
 	Queues *queues.Set `ignored:"true"`
 }
 
@@ -55,7 +58,17 @@ func LoadConfig() (Config, error) {
 	if err := envconfig.Process("MM", &cfg); err != nil {
 		return Config{}, fmt.Errorf("reading configuration: %w", err)
 	}
-	return cfg, cfg.check()
+	if err := cfg.check(); err != nil {
+		return Config{}, err
+	}
+	if cfg.QueuesFile != "" {
+		set, err := queues.LoadFile(cfg.QueuesFile)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.Queues = set
+	}
+	return cfg, nil
 }
 
 // Embedded reports whether the process runs with the in-memory broker and

@@ -60,6 +60,7 @@ type stackOptions struct {
 	matchers, assigners int
 	noMatchers          bool // start no matcher; the test drives matching
 	queue               queues.Queue
+	more                []queues.Queue // further queues beside queue
 }
 
 func startStack(t *testing.T, m mode, opt stackOptions) *stack {
@@ -73,7 +74,7 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 	if opt.queue.Name == "" {
 		opt.queue = testQueue()
 	}
-	set, err := queues.NewSet(opt.queue)
+	set, err := queues.NewSet(append([]queues.Queue{opt.queue}, opt.more...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

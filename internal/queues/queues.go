@@ -5,6 +5,7 @@ package queues
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -12,15 +13,26 @@ import (
 // Queue is the configuration of one matchmaking queue.
 type Queue struct {
 	Name string
-	// Teams and TeamSize give the shape of a match: duel is 2 teams of 1.
+	// Teams and TeamSize give the shape of a full match: duel is 2 teams
+	// of 1, 5v5 is 2 of 5. A free-for-all is Teams players on teams of 1.
 	Teams    int
 	TeamSize int
-	// Skill is the widest skill gap accepted between two tickets, which
-	// widens the longer a ticket waits.
+	// MinTeams lets a match start with fewer teams than Teams (free-for-
+	// all with a minimum); 0 means exactly Teams. A smaller match forms
+	// only once its oldest ticket has waited FillWait, so that fuller
+	// matches get a chance first.
+	MinTeams int
+	FillWait time.Duration
+	// Skill is the widest skill gap accepted inside a match, which widens
+	// the longer its oldest ticket waits.
 	Skill Window
-	// MaxLatencyMS is the highest latency a ticket accepts to the region
-	// of its match; 0 means any region the ticket lists.
-	MaxLatencyMS float64
+	// PartySpread penalises parties of mixed skill: a party is matched as
+	// mean + PartySpread × (highest − lowest) of its members' skills.
+	PartySpread float64
+	// Latency is the highest latency, in milliseconds, that a ticket with
+	// latencies accepts to the region of its match; it widens with waiting
+	// like Skill. A zero Max means no limit: any region the ticket lists.
+	Latency Window
 	// MaxWait bounds the search: a ticket unmatched after it is expired.
 	MaxWait time.Duration
 	// AssignDeadline bounds the wait for a game server after the match
@@ -31,7 +43,7 @@ type Queue struct {
 	RetryDelay time.Duration
 }
 
-// Window is a skill gap that starts at Initial, grows by PerSecond for every
+// Window is a limit that starts at Initial, grows by PerSecond for every
 // second waited, and never passes Max.
 type Window struct {
 	Initial   float64
@@ -50,26 +62,71 @@ func (w Window) At(d time.Duration) float64 {
 // PlayersPerMatch is how many players a full match holds.
 func (q *Queue) PlayersPerMatch() int { return q.Teams * q.TeamSize }
 
-// Validate reports the first field that makes q unusable, naming the queue.
+// MinTeamsPerMatch is the fewest teams a match may start with.
+func (q *Queue) MinTeamsPerMatch() int {
+	if q.MinTeams == 0 {
+		return q.Teams
+	}
+	return q.MinTeams
+}
+
+// LatencyLimit is the latency limit after waiting d, or +Inf when the queue
+// sets none.
+func (q *Queue) LatencyLimit(d time.Duration) float64 {
+	if q.Latency.Max == 0 {
+		return math.Inf(1)
+	}
+	return q.Latency.At(d)
+}
+
+// PartySkill is the skill a party is matched by.
+func (q *Queue) PartySkill(skills []float64) float64 {
+	if len(skills) == 0 {
+		return 0
+	}
+	sum, lo, hi := 0.0, skills[0], skills[0]
+	for _, s := range skills {
+		sum += s
+		lo, hi = min(lo, s), max(hi, s)
+	}
+	return sum/float64(len(skills)) + q.PartySpread*(hi-lo)
+}
+
+// Validate reports the first field that makes q unusable, naming the queue
+// and the field as they are spelled in a queues file.
 func (q *Queue) Validate() error {
 	bad := func(field, why string) error {
 		return fmt.Errorf("queue %q: %s %s", q.Name, field, why)
 	}
 	switch {
 	case q.Name == "":
-		return fmt.Errorf("queue without a name")
-	case q.Teams < 2:
-		return bad("teams", "must be at least 2")
+		return fmt.Errorf("a queue has no name")
+	case !validName(q.Name):
+		return bad("name", "may hold only letters, digits, '-', '_' and '.', at most 64")
 	case q.TeamSize < 1:
 		return bad("team_size", "must be at least 1")
+	case q.Teams < 2:
+		return bad("teams", "must be at least 2")
+	case q.MinTeams != 0 && (q.MinTeams < 2 || q.MinTeams > q.Teams):
+		return bad("min_players", "must be between 2 and max_players")
+	case q.PlayersPerMatch() > 100:
+		return bad("teams", "times team_size must be at most 100 players")
+	case q.FillWait < 0:
+		return bad("fill_wait", "must not be negative")
 	case q.Skill.Initial < 0:
 		return bad("skill.initial", "must not be negative")
 	case q.Skill.PerSecond < 0:
 		return bad("skill.per_second", "must not be negative")
 	case q.Skill.Max < q.Skill.Initial:
 		return bad("skill.max", "must be at least skill.initial")
-	case q.MaxLatencyMS < 0:
-		return bad("max_latency_ms", "must not be negative")
+	case q.PartySpread < 0:
+		return bad("party_spread", "must not be negative")
+	case q.Latency.Initial < 0:
+		return bad("latency.initial", "must not be negative")
+	case q.Latency.PerSecond < 0:
+		return bad("latency.per_second", "must not be negative")
+	case q.Latency.Max != 0 && q.Latency.Max < q.Latency.Initial:
+		return bad("latency.max", "must be at least latency.initial (or 0 for no limit)")
 	case q.MaxWait <= 0:
 		return bad("max_wait", "must be positive")
 	case q.AssignDeadline <= 0:
@@ -78,6 +135,18 @@ func (q *Queue) Validate() error {
 		return bad("retry_delay", "must be positive and at most max_wait")
 	}
 	return nil
+}
+
+func validName(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Duel is the built-in 1v1 queue that works with no configuration.
