@@ -30,7 +30,13 @@ func together(n int, fn func(i int)) {
 }
 
 // testRaceClaim races matchers claiming overlapping pairs of one pool.
-func testRaceClaim(t *testing.T, stores []store.Store) {
+func testRaceClaim(t *testing.T, stores []store.Store) { raceClaim(t, stores, 2) }
+
+// testRaceClaimTen races matchers claiming overlapping ten-ticket matches
+// (5v5 of solos): each claim is all or nothing.
+func testRaceClaimTen(t *testing.T, stores []store.Store) { raceClaim(t, stores, 10) }
+
+func raceClaim(t *testing.T, stores []store.Store, size int) {
 	const (
 		tickets   = 200
 		workers   = 8
@@ -47,9 +53,11 @@ func testRaceClaim(t *testing.T, stores []store.Store) {
 		s := stores[w%len(stores)]
 		rng := rand.New(rand.NewPCG(1, uint64(w)))
 		for k := range perWorker {
-			i := rng.IntN(tickets)
-			j := (i + 1 + rng.IntN(tickets-1)) % tickets
-			m := newMatch(fmt.Sprintf("m-%d-%d", w, k), euWest, all[i], all[j])
+			var picked []contracts.Ticket
+			for _, i := range rng.Perm(tickets)[:size] {
+				picked = append(picked, all[i])
+			}
+			m := newMatch(fmt.Sprintf("m-%d-%d", w, k), euWest, picked...)
 			err := s.ClaimMatch(h.ctx, m, at(1))
 			switch {
 			case err == nil:
@@ -67,6 +75,9 @@ func testRaceClaim(t *testing.T, stores []store.Store) {
 			wins++
 			if _, err := h.s.Match(h.ctx, m.ID); err != nil {
 				t.Errorf("Match(%s) of a successful claim: %v", m.ID, err)
+			}
+			if len(m.TicketIDs) != size {
+				t.Fatalf("match %s of %d tickets, want %d", m.ID, len(m.TicketIDs), size)
 			}
 			for _, id := range m.TicketIDs {
 				if prev, ok := owner[id]; ok {

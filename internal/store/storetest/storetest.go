@@ -88,6 +88,7 @@ func runRaces(t *testing.T, newStores func(t *testing.T) []store.Store) {
 		fn   func(t *testing.T, stores []store.Store)
 	}{
 		{"RaceClaimMatch", testRaceClaim},
+		{"RaceClaimTenTicketMatch", testRaceClaimTen},
 		{"RaceCancelClaim", testRaceCancelClaim},
 		{"RaceCreateSamePlayer", testRaceCreateSamePlayer},
 		{"RaceAssignOneSlot", testRaceAssignOneSlot},
