@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
@@ -127,7 +126,7 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (contracts.Ticke
 	}
 	now := a.now().UTC()
 	return contracts.Ticket{
-		ID:         uuid.NewString(),
+		ID:         store.NewID(q.Name),
 		Queue:      q.Name,
 		Status:     contracts.StatusSearching,
 		Version:    1,

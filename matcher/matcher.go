@@ -14,8 +14,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/broker"
 	"github.com/quickmatch/quickmatch/internal/metrics"
@@ -175,7 +173,7 @@ func (m *Matcher) tryMatch(ctx context.Context, q *queues.Queue, self store.Pool
 // teams; the claim checks that all of them are still searching.
 func (m *Matcher) formMatch(ctx context.Context, q *queues.Queue, region string, now time.Time, entries []store.PoolEntry, teams [][]int) (contracts.Match, error) {
 	match := contracts.Match{
-		ID:             uuid.NewString(),
+		ID:             store.NewID(q.Name),
 		Queue:          q.Name,
 		Region:         region,
 		CreatedAt:      now,
