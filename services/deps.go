@@ -42,7 +42,7 @@ func Connect(ctx context.Context, cfg *Config, role string, log *slog.Logger) (*
 	b, err := rabbit.Dial(ctx, cfg.AMQPURL, rabbit.Options{
 		Prefix:         cfg.AMQPPrefix,
 		QueueType:      cfg.QueueType,
-		ConnectionName: fmt.Sprintf("quickmatch-%s@%s:%d", role, host, os.Getpid()),
+		ConnectionName: fmt.Sprintf("quickmatch-%s@%s:%d prefix=%s", role, host, os.Getpid(), cfg.AMQPPrefix),
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to RabbitMQ: %w", err)
