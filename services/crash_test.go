@@ -14,6 +14,7 @@ import (
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/broker"
 	"github.com/quickmatch/quickmatch/internal/metrics"
+	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/matcher"
 )
 
@@ -170,7 +171,7 @@ func TestOrphanedTicketExpires(t *testing.T) {
 			s := startStack(t, m, stackOptions{queue: q})
 			ctx := context.Background()
 			now := time.Now().UTC()
-			orphan := contracts.Ticket{ID: "orphan-1", Queue: "duel", Status: contracts.StatusSearching, Version: 1,
+			orphan := contracts.Ticket{ID: store.NewID("duel"), Queue: "duel", Status: contracts.StatusSearching, Version: 1,
 				CreatedAt: now, UpdatedAt: now, Players: []contracts.Player{{ID: "p-orphan", Skill: 1500}}}
 			if err := s.front.app.deps.Store.CreateTicket(ctx, orphan, now.Add(q.MaxWait)); err != nil {
 				t.Fatal(err)

@@ -47,8 +47,8 @@ func BenchmarkClaimMatchParallel(b *testing.B) {
 
 func claimPair(ctx context.Context, s *Store, queue, n string) error {
 	now := t0
-	a := ticket("a-"+n, "p-a-"+n)
-	o := ticket("b-"+n, "p-b-"+n)
+	a := ticket(queue+".a-"+n, "p-a-"+n)
+	o := ticket(queue+".b-"+n, "p-b-"+n)
 	for _, tk := range []contracts.Ticket{a, o} {
 		if err := s.CreateTicket(ctx, tk, now.Add(time.Minute)); err != nil {
 			return err
@@ -62,7 +62,7 @@ func claimPair(ctx context.Context, s *Store, queue, n string) error {
 	if err != nil || len(cands) == 0 {
 		return fmt.Errorf("Candidates = %v, %v", cands, err)
 	}
-	m := contracts.Match{ID: "m-" + n, Queue: queue, TicketIDs: []string{o.ID, cands[0].TicketID},
+	m := contracts.Match{ID: queue + ".m-" + n, Queue: queue, TicketIDs: []string{o.ID, cands[0].TicketID},
 		Teams: [][]string{o.PlayerIDs(), a.PlayerIDs()}, Players: append(o.Players, a.Players...), CreatedAt: now}
 	return s.ClaimMatch(ctx, m, now)
 }

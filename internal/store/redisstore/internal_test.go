@@ -22,32 +22,132 @@ import (
 
 var t0 = time.Date(2030, time.March, 4, 5, 6, 7, 0, time.UTC)
 
+// storeTests are the tests of this implementation that run on both the
+// single Redis and the cluster.
+var storeTests = []struct {
+	name string
+	fn   func(t *testing.T, b backend)
+}{
+	{"CandidatesAgainstReference", testCandidatesAgainstReference},
+	{"CandidatesEdges", testCandidatesEdges},
+	{"AddToPoolAgain", testAddToPoolAgain},
+	{"ExpireDueToTheNanosecond", testExpireDueToTheNanosecond},
+	{"ExpireDueSkipsNotYetDue", testExpireDueSkipsNotYetDue},
+	{"Retention", testRetention},
+	{"IDsNameTheirQueue", testIDsNameTheirQueue},
+	{"StaleClaimOfMissingTicket", testStaleClaimOfMissingTicket},
+	{"StaleClaimOfTerminalTicket", testStaleClaimOfTerminalTicket},
+	{"RaceOverlappingParties", testRaceOverlappingParties},
+	{"CrashBeforeClaims", testCrashBeforeClaims},
+	{"CrashBetweenAssignSteps", testCrashBetweenAssignSteps},
+	{"PlacementOfFailedMatchUndone", testPlacementOfFailedMatchUndone},
+	{"CrashBeforeAssignRelease", testCrashBeforeAssignRelease},
+	{"StaleServerIndex", testStaleServerIndex},
+}
+
+// ticket builds a searching ticket in the queue its id names.
 func ticket(id string, players ...string) contracts.Ticket {
+	q, _ := store.QueueOfID(id)
 	ps := make([]contracts.Player, len(players))
 	for i, p := range players {
 		ps[i] = contracts.Player{ID: p, Skill: 1500}
 	}
-	return contracts.Ticket{ID: id, Queue: "duel", Status: contracts.StatusSearching, Version: 1,
+	return contracts.Ticket{ID: id, Queue: q, Status: contracts.StatusSearching, Version: 1,
 		CreatedAt: t0, UpdatedAt: t0, Players: ps}
 }
 
-func mustCreate(t *testing.T, s *Store, tk contracts.Ticket, expiresAt time.Time) {
+// match builds a match of the tickets in the queue its id names.
+func match(id, region string, tks ...contracts.Ticket) contracts.Match {
+	q, _ := store.QueueOfID(id)
+	m := contracts.Match{ID: id, Queue: q, Region: region, CreatedAt: t0, AssignDeadline: t0.Add(time.Minute)}
+	for _, tk := range tks {
+		m.TicketIDs = append(m.TicketIDs, tk.ID)
+		m.Teams = append(m.Teams, tk.PlayerIDs())
+		m.Players = append(m.Players, tk.Players...)
+	}
+	return m
+}
+
+func mustCreate(t *testing.T, s *Store, tk contracts.Ticket, expiresAt time.Time) contracts.Ticket {
 	t.Helper()
 	if err := s.CreateTicket(t.Context(), tk, expiresAt); err != nil {
 		t.Fatalf("CreateTicket(%s): %v", tk.ID, err)
 	}
+	return tk
 }
 
-// TestCandidatesAgainstReference compares Candidates with a plain sort of
+func mustClaim(t *testing.T, s *Store, m contracts.Match) {
+	t.Helper()
+	if err := s.ClaimMatch(t.Context(), m, t0); err != nil {
+		t.Fatalf("ClaimMatch(%s): %v", m.ID, err)
+	}
+}
+
+func mustRegister(t *testing.T, s *Store, id, region string, capacity int) {
+	t.Helper()
+	req := contracts.ServerRequest{Address: id + ":7777", Region: region, Capacity: capacity}
+	if _, err := s.RegisterServer(t.Context(), id, req, time.Minute, t0); err != nil {
+		t.Fatalf("RegisterServer(%s): %v", id, err)
+	}
+}
+
+// claimOf reads player's claim; "" if there is none.
+func claimOf(t *testing.T, s *Store, player string) string {
+	t.Helper()
+	v, err := s.client.Get(t.Context(), s.playerKey(player)).Result()
+	if errors.Is(err, redis.Nil) {
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("reading claim of %s: %v", player, err)
+	}
+	return v
+}
+
+func wantClaim(t *testing.T, s *Store, player, ticket string) {
+	t.Helper()
+	if got := claimOf(t, s, player); got != ticket {
+		t.Errorf("claim of player %s names %q, want %q", player, got, ticket)
+	}
+}
+
+func wantTicket(t *testing.T, s *Store, id string, status contracts.Status, version int64) {
+	t.Helper()
+	tk, err := s.Ticket(t.Context(), id)
+	if err != nil || tk.Status != status || tk.Version != version {
+		t.Errorf("ticket %s is %s at version %d (%v), want %s at version %d", id, tk.Status, tk.Version, err, status, version)
+	}
+}
+
+func wantServer(t *testing.T, s *Store, id string, allocated int, matches ...string) {
+	t.Helper()
+	srv, err := s.Server(t.Context(), id)
+	if err != nil || srv.Allocated != allocated {
+		t.Errorf("server %s allocated %d (%v), want %d", id, srv.Allocated, err, allocated)
+	}
+	a, err := s.Allocations(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Allocations(%s): %v", id, err)
+	}
+	var got []string
+	for _, al := range a.Allocations {
+		got = append(got, al.MatchID)
+	}
+	if !slices.Equal(got, matches) {
+		t.Errorf("server %s hosts %v, want %v", id, got, matches)
+	}
+}
+
+// testCandidatesAgainstReference compares Candidates with a plain sort of
 // the whole pool, on pools with many equal skills, so that the cut at the
 // limit often falls inside a run of equal scores on either side.
-func TestCandidatesAgainstReference(t *testing.T) {
-	s := newStore(t)
+func testCandidatesAgainstReference(t *testing.T, b backend) {
+	s := b.newStore(t)
 	ctx := t.Context()
 	rng := rand.New(rand.NewPCG(7, 11))
 	var pool []store.PoolEntry
 	for i := range 120 {
-		id := fmt.Sprintf("t-%03d", i)
+		id := fmt.Sprintf("duel.t-%03d", i)
 		mustCreate(t, s, ticket(id, "p-"+id), t0.Add(time.Hour))
 		e := store.PoolEntry{
 			TicketID: id,
@@ -96,11 +196,11 @@ func TestCandidatesAgainstReference(t *testing.T) {
 	}
 }
 
-func TestCandidatesEdges(t *testing.T) {
-	s := newStore(t)
+func testCandidatesEdges(t *testing.T, b backend) {
+	s := b.newStore(t)
 	ctx := t.Context()
-	mustCreate(t, s, ticket("a", "p-a"), t0.Add(time.Hour))
-	if ok, err := s.AddToPool(ctx, "duel", store.PoolEntry{TicketID: "a", Skill: 1500, Players: 1, CreatedAt: t0}); err != nil || !ok {
+	mustCreate(t, s, ticket("duel.a", "p-a"), t0.Add(time.Hour))
+	if ok, err := s.AddToPool(ctx, "duel", store.PoolEntry{TicketID: "duel.a", Skill: 1500, Players: 1, CreatedAt: t0}); err != nil || !ok {
 		t.Fatalf("AddToPool = %v, %v", ok, err)
 	}
 	tests := []struct {
@@ -126,50 +226,50 @@ func TestCandidatesEdges(t *testing.T) {
 	}
 }
 
-// TestAddToPoolMoves checks that adding a ticket again with another queue
-// or creation time leaves one entry, where it was added last.
-func TestAddToPoolMoves(t *testing.T) {
-	s := newStore(t)
+// testAddToPoolAgain checks that adding a ticket again with another
+// creation time leaves one entry, where it was added last; that a pool of
+// another queue refuses it; and that the pool's keys go with its last
+// entry.
+func testAddToPoolAgain(t *testing.T, b backend) {
+	s := b.newStore(t)
 	ctx := t.Context()
-	mustCreate(t, s, ticket("a", "p-a"), t0.Add(time.Hour))
-	adds := []struct {
-		queue   string
-		created time.Time
-	}{{"duel", t0}, {"duel", t0.Add(time.Second)}, {"ranked", t0}}
-	for _, a := range adds {
-		if ok, err := s.AddToPool(ctx, a.queue, store.PoolEntry{TicketID: "a", Skill: 1500, Players: 1, CreatedAt: a.created}); err != nil || !ok {
+	mustCreate(t, s, ticket("duel.a", "p-a"), t0.Add(time.Hour))
+	for _, created := range []time.Time{t0, t0.Add(time.Second)} {
+		if ok, err := s.AddToPool(ctx, "duel", store.PoolEntry{TicketID: "duel.a", Skill: 1500, Players: 1, CreatedAt: created}); err != nil || !ok {
 			t.Fatalf("AddToPool = %v, %v", ok, err)
 		}
 	}
-	for queue, want := range map[string]int{"duel": 0, "ranked": 1} {
-		if got, err := s.Candidates(ctx, queue, 1500, 0, 10); err != nil || len(got) != want {
-			t.Errorf("Candidates(%s) = %v, %v; want %d entries", queue, got, err, want)
-		}
+	if ok, err := s.AddToPool(ctx, "ranked", store.PoolEntry{TicketID: "duel.a", Skill: 1500, Players: 1, CreatedAt: t0}); err == nil || ok {
+		t.Errorf("AddToPool to the pool of another queue = %v, %v; want an error", ok, err)
 	}
-	if _, err := s.CancelTicket(ctx, "a", t0); err != nil {
+	got, err := s.Candidates(ctx, "duel", 1500, 0, 10)
+	if err != nil || len(got) != 1 || !got[0].CreatedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("Candidates = %+v, %v; want the entry added last, once", got, err)
+	}
+	if _, err := s.CancelTicket(ctx, "duel.a", t0); err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}
-	if n, err := s.client.Exists(ctx, s.poolKey("ranked"), s.poolEntriesKey("ranked")).Result(); err != nil || n != 0 {
+	if n, err := s.client.Exists(ctx, s.poolKey("duel"), s.poolEntriesKey("duel")).Result(); err != nil || n != 0 {
 		t.Errorf("pool keys left after the last entry went: %d, %v", n, err)
 	}
 }
 
-// TestExpireDueToTheNanosecond checks that the millisecond index does not
+// testExpireDueToTheNanosecond checks that the millisecond index does not
 // round expiries either way.
-func TestExpireDueToTheNanosecond(t *testing.T) {
-	s := newStore(t)
+func testExpireDueToTheNanosecond(t *testing.T, b backend) {
+	s := b.newStore(t)
 	ctx := t.Context()
 	exp := t0.Add(1500 * time.Microsecond)
-	mustCreate(t, s, ticket("a", "p-a"), exp)
-	mustCreate(t, s, ticket("b", "p-b"), exp.Add(time.Nanosecond))
+	mustCreate(t, s, ticket("duel.a", "p-a"), exp)
+	mustCreate(t, s, ticket("duel.b", "p-b"), exp.Add(time.Nanosecond))
 	for _, tc := range []struct {
 		now  time.Time
 		want []string
 	}{
 		{exp.Add(-time.Nanosecond), nil},
-		{exp, []string{"a"}},
+		{exp, []string{"duel.a"}},
 		{exp, nil},
-		{exp.Add(time.Nanosecond), []string{"b"}},
+		{exp.Add(time.Nanosecond), []string{"duel.b"}},
 	} {
 		got, err := s.ExpireDue(ctx, tc.now, 10)
 		if err != nil || !slices.Equal(got, tc.want) {
@@ -178,19 +278,373 @@ func TestExpireDueToTheNanosecond(t *testing.T) {
 	}
 }
 
-// TestExpireDueSkipsNotYetDue checks that entries due later in the same
+// testExpireDueSkipsNotYetDue checks that entries due later in the same
 // millisecond do not hide due ones behind the limit of one batch.
-func TestExpireDueSkipsNotYetDue(t *testing.T) {
-	s := newStore(t)
+func testExpireDueSkipsNotYetDue(t *testing.T, b backend) {
+	s := b.newStore(t)
 	ctx := t.Context()
 	now := t0.Add(500 * time.Microsecond)
 	for i := range 150 {
-		mustCreate(t, s, ticket(fmt.Sprintf("later-%03d", i), fmt.Sprintf("p-l%d", i)), now.Add(time.Nanosecond))
+		mustCreate(t, s, ticket(fmt.Sprintf("duel.later-%03d", i), fmt.Sprintf("p-l%d", i)), now.Add(time.Nanosecond))
 	}
-	mustCreate(t, s, ticket("zz-due", "p-due"), now)
+	mustCreate(t, s, ticket("duel.zz-due", "p-due"), now)
 	got, err := s.ExpireDue(ctx, now, 10)
-	if err != nil || !slices.Equal(got, []string{"zz-due"}) {
-		t.Errorf("ExpireDue = %v, %v; want [zz-due]", got, err)
+	if err != nil || !slices.Equal(got, []string{"duel.zz-due"}) {
+		t.Errorf("ExpireDue = %v, %v; want [duel.zz-due]", got, err)
+	}
+}
+
+// testRetention checks which records Redis is told to purge, and when.
+func testRetention(t *testing.T, b backend) {
+	prefix := testenv.Prefix(t)
+	b.clean(t, prefix)
+	s := New(b.client(t), Options{Prefix: prefix, Retention: 10 * time.Minute, ServerRetention: 20 * time.Minute})
+	ctx := t.Context()
+	var tks []contracts.Ticket
+	for _, id := range []string{"a", "b", "c", "d", "e", "f"} {
+		tks = append(tks, mustCreate(t, s, ticket("duel."+id, "p-"+id), t0.Add(time.Hour)))
+	}
+	if _, err := s.CancelTicket(ctx, "duel.a", t0); err != nil {
+		t.Fatalf("CancelTicket: %v", err)
+	}
+	mustClaim(t, s, match("duel.m-1", "eu", tks[1], tks[2]))
+	if err := s.FailMatch(ctx, "duel.m-1", contracts.ReasonNoServerCapacity, t0); err != nil {
+		t.Fatalf("FailMatch: %v", err)
+	}
+	mustRegister(t, s, "gs-1", "eu", 1)
+	mustClaim(t, s, match("duel.m-2", "eu", tks[4], tks[5]))
+	if _, err := s.AssignMatch(ctx, "duel.m-2", t0); err != nil {
+		t.Fatalf("AssignMatch: %v", err)
+	}
+	tests := []struct {
+		key  string
+		want time.Duration // 0: kept until something changes
+	}{
+		{s.ticketKey("duel", "duel.a"), 10 * time.Minute},
+		{s.ticketKey("duel", "duel.b"), 10 * time.Minute},
+		{s.matchKey("duel", "duel.m-1"), 10 * time.Minute},
+		{s.ticketKey("duel", "duel.e"), 10 * time.Minute},
+		{s.matchKey("duel", "duel.m-2"), 10 * time.Minute},
+		{s.placedKey("duel.m-2"), 10 * time.Minute},
+		{s.ticketKey("duel", "duel.d"), 0},
+		{s.playerKey("p-d"), 0},
+		{s.serverKey("gs-1"), 21 * time.Minute},
+		{s.allocKey("gs-1"), 21 * time.Minute},
+	}
+	for _, tc := range tests {
+		ttl, err := s.client.PTTL(ctx, tc.key).Result()
+		if err != nil {
+			t.Fatalf("PTTL(%s): %v", tc.key, err)
+		}
+		switch {
+		case tc.want == 0 && ttl != -1:
+			t.Errorf("%s expires in %v, want no expiry", tc.key, ttl)
+		case tc.want != 0 && (ttl > tc.want || ttl < tc.want-time.Minute):
+			t.Errorf("%s expires in %v, want about %v", tc.key, ttl, tc.want)
+		}
+	}
+}
+
+// testIDsNameTheirQueue checks that records whose ids do not name their
+// queue are refused, and leave nothing behind.
+func testIDsNameTheirQueue(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	for _, tk := range []contracts.Ticket{ticket("no-queue", "p-1"), ticket("ranked.x", "p-1")} {
+		tk.Queue = "duel"
+		if err := s.CreateTicket(ctx, tk, t0.Add(time.Hour)); err == nil {
+			t.Errorf("CreateTicket(%s) in queue duel succeeded, want an error", tk.ID)
+		}
+	}
+	if got := claimOf(t, s, "p-1"); got != "" {
+		t.Errorf("a refused ticket claimed its player: %s", got)
+	}
+
+	a := mustCreate(t, s, ticket("duel.a", "p-a"), t0.Add(time.Hour))
+	other := mustCreate(t, s, ticket("ranked.b", "p-b"), t0.Add(time.Hour))
+	tests := []struct {
+		name string
+		m    contracts.Match
+	}{
+		{"match id of another queue", func() contracts.Match { m := match("ranked.m", "eu", a); m.Queue = "duel"; return m }()},
+		{"match id of no queue", func() contracts.Match { m := match("m", "eu", a); m.Queue = "duel"; return m }()},
+		{"ticket of another queue", match("duel.m", "eu", a, other)},
+		{"ticket of no queue", match("duel.m", "eu", a, ticket("nowhere"))},
+	}
+	for _, tc := range tests {
+		if err := s.ClaimMatch(ctx, tc.m, t0); err == nil || errors.Is(err, store.ErrConflict) {
+			t.Errorf("%s: ClaimMatch = %v, want an error that is no conflict", tc.name, err)
+		}
+	}
+	wantTicket(t, s, "duel.a", contracts.StatusSearching, 1)
+	wantTicket(t, s, "ranked.b", contracts.StatusSearching, 1)
+}
+
+// testStaleClaimOfMissingTicket: a claim naming a ticket that is gone
+// (purged, or deleted by a rollback that died before releasing) is taken
+// over by the next create.
+func testStaleClaimOfMissingTicket(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	mustCreate(t, s, ticket("duel.a", "p-1", "p-2"), t0.Add(time.Hour))
+	if err := s.client.Del(ctx, s.ticketKey("duel", "duel.a")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A claim naming an id that names no queue was never issued either.
+	if err := s.client.Set(ctx, s.playerKey("p-3"), "garbage", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, ticket("ranked.b", "p-2", "p-1", "p-3"), t0.Add(time.Hour))
+	for _, p := range []string{"p-1", "p-2", "p-3"} {
+		wantClaim(t, s, p, "ranked.b")
+	}
+}
+
+// testStaleClaimOfTerminalTicket: a cancel that dies between its status
+// change and the release leaves claims naming a cancelled ticket. The next
+// create takes them over; a repeat of the cancel releases what is still
+// its own and nothing else.
+func testStaleClaimOfTerminalTicket(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	mustCreate(t, s, ticket("duel.a", "p-1", "p-2"), t0.Add(time.Hour))
+	// The first step of CancelTicket alone.
+	keys := append(s.poolKeys("duel"), s.ticketKey("duel", "duel.a"))
+	if _, err := s.run(ctx, cancelScript, keys, "duel.a", fmtTime(t0), millis(s.retention)); err != nil {
+		t.Fatal(err)
+	}
+	wantTicket(t, s, "duel.a", contracts.StatusCancelled, 2)
+	wantClaim(t, s, "p-1", "duel.a")
+
+	mustCreate(t, s, ticket("duel.b", "p-1"), t0.Add(time.Hour))
+	wantClaim(t, s, "p-1", "duel.b")
+	wantClaim(t, s, "p-2", "duel.a")
+	if _, err := s.CancelTicket(ctx, "duel.a", t0); err != nil {
+		t.Fatalf("CancelTicket again: %v", err)
+	}
+	wantTicket(t, s, "duel.a", contracts.StatusCancelled, 2)
+	wantClaim(t, s, "p-1", "duel.b")
+	wantClaim(t, s, "p-2", "")
+}
+
+// testRaceOverlappingParties races two creates for one party of two
+// players, listed in opposite orders. Players are claimed in the order of
+// their ids, so the two meet at the same first claim: exactly one create
+// succeeds, never neither (each holding one claim the other needs).
+func testRaceOverlappingParties(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	for round := range 20 {
+		p1, p2 := fmt.Sprintf("p-%d-1", round), fmt.Sprintf("p-%d-2", round)
+		tks := []contracts.Ticket{
+			ticket(fmt.Sprintf("duel.a-%d", round), p1, p2),
+			ticket(fmt.Sprintf("duel.b-%d", round), p2, p1),
+		}
+		errs := make([]error, len(tks))
+		var wg sync.WaitGroup
+		for i, tk := range tks {
+			wg.Go(func() { errs[i] = s.CreateTicket(ctx, tk, t0.Add(time.Hour)) })
+		}
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && won >= 0:
+				t.Fatalf("round %d: both creates succeeded", round)
+			case err == nil:
+				won = i
+			case !errors.Is(err, store.ErrPlayerBusy):
+				t.Fatalf("round %d: CreateTicket(%s): %v, want nil or ErrPlayerBusy", round, tks[i].ID, err)
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: both creates failed: %v", round, errs)
+		}
+		wantClaim(t, s, p1, tks[won].ID)
+		wantClaim(t, s, p2, tks[won].ID)
+	}
+}
+
+// testCrashBeforeClaims: a create that dies after writing its ticket and
+// before claiming leaves a searching ticket that no one announced; the
+// reaper expires it, and its players were never held.
+func testCrashBeforeClaims(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	tk := ticket("duel.a", "p-1")
+	fields, err := ticketFields(&tk, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client.SAdd(ctx, s.queuesKey(), "duel").Err(); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]any{tk.ID, t0.Add(time.Minute).UnixMilli()}, fields...)
+	if _, err := s.run(ctx, createScript, []string{s.ticketKey("duel", tk.ID), s.expiryKey("duel")}, args...); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, ticket("duel.b", "p-1"), t0.Add(time.Hour))
+	got, err := s.ExpireDue(ctx, t0.Add(time.Minute), 10)
+	if err != nil || !slices.Equal(got, []string{"duel.a"}) {
+		t.Errorf("ExpireDue = %v, %v; want [duel.a]", got, err)
+	}
+	wantClaim(t, s, "p-1", "duel.b")
+}
+
+// assignable creates two solo tickets, id-a and id-b, and claims them as
+// match id in region eu.
+func assignable(t *testing.T, s *Store, id string) contracts.Match {
+	t.Helper()
+	a := mustCreate(t, s, ticket(id+"-a", "p-"+id+"-a"), t0.Add(time.Hour))
+	c := mustCreate(t, s, ticket(id+"-b", "p-"+id+"-b"), t0.Add(time.Hour))
+	m := match(id, "eu", a, c)
+	mustClaim(t, s, m)
+	return m
+}
+
+// placeOnly runs the first step of AssignMatch alone, as an assigner that
+// dies right after it, and answers the assignment (JSON) and server.
+func placeOnly(t *testing.T, s *Store, m contracts.Match) (asg, server string) {
+	t.Helper()
+	head, err := allocationHead(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asg, server, err = s.place(t.Context(), m.ID, m.Region, string(head), t0)
+	if err != nil {
+		t.Fatalf("placing %s: %v", m.ID, err)
+	}
+	return asg, server
+}
+
+// testCrashBetweenAssignSteps: a repeat of AssignMatch after a crash
+// between its steps finishes the same placement without a second slot.
+func testCrashBetweenAssignSteps(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	mustRegister(t, s, "gs-1", "eu", 2)
+	mustRegister(t, s, "gs-2", "eu", 2)
+	m := assignable(t, s, "duel.m-1")
+	_, server := placeOnly(t, s, m)
+	wantServer(t, s, server, 1, m.ID)
+	for _, id := range m.TicketIDs {
+		wantTicket(t, s, id, contracts.StatusMatched, 2)
+	}
+	for range 2 {
+		a, err := s.AssignMatch(ctx, m.ID, t0.Add(time.Second))
+		if err != nil || a.ServerID != server {
+			t.Fatalf("AssignMatch = %+v, %v; want server %s", a, err, server)
+		}
+	}
+	wantServer(t, s, "gs-1", 1, m.ID)
+	wantServer(t, s, "gs-2", 0)
+	for _, id := range m.TicketIDs {
+		wantTicket(t, s, id, contracts.StatusAssigned, 3)
+		wantClaim(t, s, "p-"+id, "")
+	}
+}
+
+// testPlacementOfFailedMatchUndone: a match that fails after an assigner
+// placed it (and died, or has not settled yet) gives its slot back,
+// whether FailMatch runs whole or dies before undoing the placement and a
+// later AssignMatch finds the match failed.
+func testPlacementOfFailedMatchUndone(t *testing.T, b backend) {
+	tests := []struct {
+		name string
+		fail func(t *testing.T, s *Store, m contracts.Match)
+	}{
+		{"by FailMatch", func(t *testing.T, s *Store, m contracts.Match) {
+			if err := s.FailMatch(t.Context(), m.ID, "test", t0); err != nil {
+				t.Fatalf("FailMatch: %v", err)
+			}
+		}},
+		{"by a later AssignMatch", func(t *testing.T, s *Store, m contracts.Match) {
+			keys := []string{s.matchKey("duel", m.ID)}
+			args := []any{"test", fmtTime(t0), millis(s.retention)}
+			for _, id := range m.TicketIDs {
+				keys = append(keys, s.ticketKey("duel", id))
+				args = append(args, id)
+			}
+			if _, err := s.run(t.Context(), failScript, keys, args...); err != nil {
+				t.Fatal(err)
+			}
+			wantServer(t, s, "gs-1", 1, m.ID)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := b.newStore(t)
+			mustRegister(t, s, "gs-1", "eu", 2)
+			m := assignable(t, s, "duel.m-1")
+			placeOnly(t, s, m)
+			tc.fail(t, s, m)
+			if _, err := s.AssignMatch(t.Context(), m.ID, t0); !errors.Is(err, store.ErrConflict) {
+				t.Errorf("AssignMatch of the failed match: %v, want ErrConflict", err)
+			}
+			wantServer(t, s, "gs-1", 0)
+			if n, err := s.client.Exists(t.Context(), s.placedKey(m.ID)).Result(); err != nil || n != 0 {
+				t.Errorf("placement record left: %d, %v", n, err)
+			}
+			for _, id := range m.TicketIDs {
+				wantTicket(t, s, id, contracts.StatusFailed, 3)
+			}
+		})
+	}
+}
+
+// testCrashBeforeAssignRelease: an assignment that dies before releasing
+// the players leaves claims naming assigned tickets. Those players can
+// queue again at once, and a repeat of AssignMatch releases the claims.
+func testCrashBeforeAssignRelease(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	mustRegister(t, s, "gs-1", "eu", 2)
+	m := assignable(t, s, "duel.m-1")
+	m2 := assignable(t, s, "duel.m-2")
+	for _, m := range []contracts.Match{m, m2} {
+		asg, server := placeOnly(t, s, m)
+		keys := []string{s.matchKey("duel", m.ID)}
+		args := []any{asg, server, fmtTime(t0), millis(s.retention)}
+		for _, id := range m.TicketIDs {
+			keys = append(keys, s.ticketKey("duel", id))
+			args = append(args, id)
+		}
+		if _, err := s.run(ctx, settleScript, keys, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantClaim(t, s, "p-duel.m-1-a", "duel.m-1-a")
+	mustCreate(t, s, ticket("duel.again", "p-duel.m-1-a"), t0.Add(time.Hour))
+	wantClaim(t, s, "p-duel.m-1-a", "duel.again")
+
+	if _, err := s.AssignMatch(ctx, m2.ID, t0); err != nil {
+		t.Fatalf("AssignMatch again: %v", err)
+	}
+	for _, id := range m2.TicketIDs {
+		wantClaim(t, s, "p-"+id, "")
+	}
+}
+
+// testStaleServerIndex checks what happens when the index names servers
+// that were purged or moved to another region.
+func testStaleServerIndex(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	for _, id := range []string{"gs-gone", "gs-live", "gs-moved"} {
+		mustRegister(t, s, id, "eu", 5)
+	}
+	mustRegister(t, s, "gs-moved", "us", 10)
+	if err := s.client.Del(ctx, s.serverKey("gs-gone")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	m := assignable(t, s, "duel.m-1")
+	a, err := s.AssignMatch(ctx, m.ID, t0)
+	if err != nil || a.ServerID != "gs-live" {
+		t.Fatalf("AssignMatch = %+v, %v; want gs-live", a, err)
+	}
+	ids, err := s.client.SMembers(ctx, s.regionKey("eu")).Result()
+	if slices.Sort(ids); err != nil || !slices.Equal(ids, []string{"gs-live"}) {
+		t.Errorf("index of region eu = %v, %v; want [gs-live]", ids, err)
 	}
 }
 
@@ -212,91 +666,10 @@ func TestTimeKeyOrder(t *testing.T) {
 	}
 }
 
-// TestRetention checks which records Redis is told to purge, and when.
-func TestRetention(t *testing.T) {
-	prefix := testenv.Prefix(t)
-	cleanPrefix(t, prefix)
-	c := newClient(t)
-	s := New(c, Options{Prefix: prefix, Retention: 10 * time.Minute, ServerRetention: 20 * time.Minute})
-	ctx := t.Context()
-	for _, id := range []string{"a", "b", "c", "d"} {
-		mustCreate(t, s, ticket(id, "p-"+id), t0.Add(time.Hour))
-	}
-	if _, err := s.CancelTicket(ctx, "a", t0); err != nil {
-		t.Fatalf("CancelTicket: %v", err)
-	}
-	m := contracts.Match{ID: "m-1", Queue: "duel", Region: "eu", Teams: [][]string{{"p-b"}, {"p-c"}}, TicketIDs: []string{"b", "c"}}
-	if err := s.ClaimMatch(ctx, m, t0); err != nil {
-		t.Fatalf("ClaimMatch: %v", err)
-	}
-	if err := s.FailMatch(ctx, "m-1", contracts.ReasonNoServerCapacity, t0); err != nil {
-		t.Fatalf("FailMatch: %v", err)
-	}
-	if _, err := s.RegisterServer(ctx, "gs-1", contracts.ServerRequest{Address: "x:1", Region: "eu", Capacity: 1}, time.Minute, t0); err != nil {
-		t.Fatalf("RegisterServer: %v", err)
-	}
-	tests := []struct {
-		key  string
-		want time.Duration // 0: kept until something changes
-	}{
-		{s.ticketKey("a"), 10 * time.Minute},
-		{s.ticketKey("b"), 10 * time.Minute},
-		{s.matchKey("m-1"), 10 * time.Minute},
-		{s.ticketKey("d"), 0},
-		{s.serverKey("gs-1"), 21 * time.Minute},
-	}
-	for _, tc := range tests {
-		ttl, err := c.PTTL(ctx, tc.key).Result()
-		if err != nil {
-			t.Fatalf("PTTL(%s): %v", tc.key, err)
-		}
-		switch {
-		case tc.want == 0 && ttl != -1:
-			t.Errorf("%s expires in %v, want no expiry", tc.key, ttl)
-		case tc.want != 0 && (ttl > tc.want || ttl < tc.want-time.Minute):
-			t.Errorf("%s expires in %v, want about %v", tc.key, ttl, tc.want)
-		}
-	}
-}
-
-// TestStaleRecords checks what happens when Redis has purged records that
-// others still point at: a player claim whose ticket is gone, a region
-// index entry whose server is gone.
-func TestStaleRecords(t *testing.T) {
-	s := newStore(t)
-	ctx := t.Context()
-	mustCreate(t, s, ticket("a", "p-a"), t0.Add(time.Hour))
-	if err := s.client.Del(ctx, s.ticketKey("a")).Err(); err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, s, ticket("b", "p-a"), t0.Add(time.Hour))
-
-	for _, id := range []string{"gs-gone", "gs-live"} {
-		if _, err := s.RegisterServer(ctx, id, contracts.ServerRequest{Address: id + ":1", Region: "eu", Capacity: 5}, time.Minute, t0); err != nil {
-			t.Fatalf("RegisterServer: %v", err)
-		}
-	}
-	if err := s.client.Del(ctx, s.serverKey("gs-gone")).Err(); err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, s, ticket("c", "p-c"), t0.Add(time.Hour))
-	m := contracts.Match{ID: "m-1", Queue: "duel", Region: "", TicketIDs: []string{"b", "c"}}
-	if err := s.ClaimMatch(ctx, m, t0); err != nil {
-		t.Fatalf("ClaimMatch: %v", err)
-	}
-	a, err := s.AssignMatch(ctx, "m-1", t0)
-	if err != nil || a.ServerID != "gs-live" {
-		t.Fatalf("AssignMatch = %+v, %v; want gs-live", a, err)
-	}
-	if ok, err := s.client.SIsMember(ctx, s.prefix+"region:eu", "gs-gone").Result(); err != nil || ok {
-		t.Errorf("purged server still indexed: %v, %v", ok, err)
-	}
-}
-
-// TestPoolKeysShareSlot checks that the keys of one queue's pool hash to
-// one Redis Cluster slot, and that a prefix with a hash tag puts every key
-// in one slot.
-func TestPoolKeysShareSlot(t *testing.T) {
+// TestKeySlots checks the layout of keys.go: the keys of one queue hash
+// to one Redis Cluster slot, different queues to different slots, and
+// the registry to one slot of its own.
+func TestKeySlots(t *testing.T) {
 	// Known values from the Redis Cluster specification.
 	if got := crc16([]byte("123456789")); got != 0x31c3 {
 		t.Fatalf("crc16 = %#x, want 0x31c3", got)
@@ -305,21 +678,33 @@ func TestPoolKeysShareSlot(t *testing.T) {
 		t.Fatalf("keySlot(foo) = %d, want 12182", got)
 	}
 	s := New(nil, Options{})
-	for _, q := range []string{"duel", "ranked-5v5", "ffa:eu", "a"} {
-		pool, entries := s.poolKey(q), s.poolEntriesKey(q)
-		if keySlot(pool) != keySlot(entries) || keySlot(pool) != keySlot(q) {
-			t.Errorf("queue %s: %s in slot %d, %s in slot %d, want both in slot %d",
-				q, pool, keySlot(pool), entries, keySlot(entries), keySlot(q))
+	queueKeys := func(q string) []string {
+		return []string{s.ticketKey(q, q+".t:1"), s.matchKey(q, q+".m"), s.poolKey(q), s.poolEntriesKey(q), s.expiryKey(q)}
+	}
+	for _, q := range []string{"duel", "ranked-5v5", "ffa.eu", "a", "servers"} {
+		if slot := slotOf(t, queueKeys(q)...); slot != keySlot(q) {
+			t.Errorf("queue %s is in slot %d, want that of its name, %d", q, slot, keySlot(q))
 		}
 	}
-	tagged := New(nil, Options{Prefix: "{mm}:"})
-	keys := []string{tagged.ticketKey("t"), tagged.playerKey("p"), tagged.poolKey("duel"), tagged.poolEntriesKey("duel"),
-		tagged.matchKey("m"), tagged.serverKey("s"), tagged.allocKey("s"), tagged.prefix + "expiry"}
+	if slotOf(t, queueKeys("duel")...) == slotOf(t, queueKeys("ranked")...) {
+		t.Errorf("queues duel and ranked share a slot")
+	}
+	slotOf(t, s.serverKey("a"), s.allocKey("a"), s.serverKey("b"), s.allocKey("b"),
+		s.placedKey("duel.m"), s.regionsKey(), s.regionKey("eu"))
+	if keySlot(s.playerKey("p-1")) == keySlot(s.playerKey("p-2")) {
+		t.Errorf("players p-1 and p-2 share a slot")
+	}
+}
+
+// slotOf answers the slot of keys, failing t if they are not all in one.
+func slotOf(t *testing.T, keys ...string) uint16 {
+	t.Helper()
 	for _, k := range keys {
 		if keySlot(k) != keySlot(keys[0]) {
-			t.Errorf("with prefix {mm}: key %s is in slot %d, %s in %d", k, keySlot(k), keys[0], keySlot(keys[0]))
+			t.Errorf("key %s is in slot %d, %s in %d", k, keySlot(k), keys[0], keySlot(keys[0]))
 		}
 	}
+	return keySlot(keys[0])
 }
 
 // keySlot is the Redis Cluster slot of key: CRC16 of its hash tag (the
@@ -348,6 +733,62 @@ func crc16(b []byte) uint16 {
 		}
 	}
 	return crc
+}
+
+// testQueuesSpread checks on the cluster that the slots computed here are
+// the cluster's own, and that queues on different masters each work with
+// their records on their own master.
+func testQueuesSpread(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	cc, ok := s.client.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("client is a %T, want a cluster client", s.client)
+	}
+	slots, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SLOTS: %v", err)
+	}
+	masterOf := func(slot uint16) string {
+		for _, r := range slots {
+			if int(slot) >= r.Start && int(slot) <= r.End {
+				return r.Nodes[0].Addr
+			}
+		}
+		t.Fatalf("no master serves slot %d", slot)
+		return ""
+	}
+	// Queues q0, q1, ... until one sits on each master.
+	byMaster := map[string]string{}
+	for i := 0; i < 100 && len(byMaster) < clusterMasters; i++ {
+		q := fmt.Sprintf("q%d", i)
+		if _, ok := byMaster[masterOf(keySlot(q))]; !ok {
+			byMaster[masterOf(keySlot(q))] = q
+		}
+	}
+	if len(byMaster) != clusterMasters {
+		t.Fatalf("queues found on %d masters, want %d", len(byMaster), clusterMasters)
+	}
+	mustRegister(t, s, "gs-1", "eu", 10)
+	for master, q := range byMaster {
+		key := s.ticketKey(q, q+".a")
+		slot, err := cc.ClusterKeySlot(ctx, key).Result()
+		if err != nil || slot != int64(keySlot(key)) {
+			t.Errorf("CLUSTER KEYSLOT %s = %d, %v; want %d", key, slot, err, keySlot(key))
+		}
+		a := mustCreate(t, s, ticket(q+".a", "p-"+q+"-a"), t0.Add(time.Hour))
+		c := mustCreate(t, s, ticket(q+".b", "p-"+q+"-b"), t0.Add(time.Hour))
+		mustClaim(t, s, match(q+".m", "eu", a, c))
+		if _, err := s.AssignMatch(ctx, q+".m", t0); err != nil {
+			t.Errorf("AssignMatch in queue %s: %v", q, err)
+		}
+		node := redis.NewClient(&redis.Options{Addr: master})
+		n, err := node.ClusterCountKeysInSlot(ctx, int(keySlot(q))).Result()
+		node.Close()
+		if err != nil || n == 0 {
+			t.Errorf("master %s holds %d keys in the slot of queue %s (%v), want some", master, n, q, err)
+		}
+	}
 }
 
 func TestParseChange(t *testing.T) {
@@ -495,12 +936,12 @@ func TestListenResyncsAfterReconnect(t *testing.T) {
 	}
 	l.waitFor(t, func(cs []store.Change) bool { return count(cs, resync) == 2 })
 
-	mustCreate(t, s, ticket("a", "p-a"), t0.Add(time.Hour))
-	if _, err := s.CancelTicket(ctx, "a", t0); err != nil {
+	mustCreate(t, s, ticket("duel.a", "p-a"), t0.Add(time.Hour))
+	if _, err := s.CancelTicket(ctx, "duel.a", t0); err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}
 	l.waitFor(t, func(cs []store.Change) bool {
-		return count(cs, store.Change{Kind: store.ChangeTicket, ID: "a", Version: 2}) == 1
+		return count(cs, store.Change{Kind: store.ChangeTicket, ID: "duel.a", Version: 2}) == 1
 	})
 }
 

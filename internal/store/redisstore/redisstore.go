@@ -1,11 +1,18 @@
 // Package redisstore implements store.Store on Redis for the distributed
-// mode.
+// mode, on one Redis server or on a Redis Cluster.
 //
-// Every change is one Lua script, so it is atomic across any number of
-// processes sharing the Redis. Records are hashes with one field per value,
-// so that scripts change statuses, versions and counters without decoding
-// JSON. Scripts take their times from the caller, never from the Redis
-// clock; only the purge of finished records (Options.Retention and
+// Records are hashes with one field per value, so that scripts change
+// statuses, versions and counters without decoding JSON. Every Lua script
+// touches the keys of one cluster hash slot only (see keys.go for the
+// layout): one queue's tickets, pool and matches; one player's claim; or
+// the server registry. A change within one of those is one script and
+// atomic across any number of processes. The two changes that span them —
+// a ticket's claim on its players, and a match's placement on a server —
+// are protocols of idempotent steps, safe to repeat after a crash between
+// any two of them; players.go and assign.go describe them.
+//
+// Scripts take their times from the caller, never from the Redis clock;
+// only the purge of finished records (Options.Retention and
 // Options.ServerRetention) runs on Redis key expiry.
 //
 // Every script that raises the version of a ticket or of a server's
@@ -32,12 +39,11 @@ import (
 
 // Options configure a Store. Zero values take the defaults.
 type Options struct {
-	// Prefix starts every key and the change channel; default "mm:". Give
-	// it a hash tag, such as "{mm}:", to run on a Redis Cluster: the
-	// scripts touch keys of several records at once.
+	// Prefix starts every key and the change channel; default "mm:". It
+	// should hold no '{' (see keys.go).
 	Prefix string
-	// Retention is how long terminal tickets and failed or ended matches
-	// are kept; default 1h.
+	// Retention is how long terminal tickets and failed or assigned
+	// matches are kept; default 1h.
 	Retention time.Duration
 	// ServerRetention is how long a server's record is kept once it is no
 	// longer live (it missed its heartbeats); default 1h.
@@ -45,8 +51,8 @@ type Options struct {
 }
 
 // Store is a store.Store on Redis. It is safe for concurrent use, and any
-// number of Stores in any number of processes may share one Redis and
-// prefix.
+// number of Stores in any number of processes may share one Redis (or one
+// cluster) and prefix.
 type Store struct {
 	client          redis.UniversalClient
 	prefix          string
@@ -58,8 +64,9 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// New returns a Store on client. The caller keeps ownership of client and
-// closes it after the Store's last use.
+// New returns a Store on client, a *redis.Client for one server or a
+// *redis.ClusterClient for a cluster. The caller keeps ownership of client
+// and closes it after the Store's last use.
 func New(client redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "mm:"
@@ -79,22 +86,14 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	}
 }
 
-// Key layout. Ids may hold ':', so every kind of record has its own
-// namespace rather than a suffix after an id. A queue name cannot hold '}',
-// so the pool keys of a queue share the hash tag {<queue>} and one cluster
-// slot.
-func (s *Store) ticketKey(id string) string         { return s.prefix + "t:" + id }
-func (s *Store) playerKey(id string) string         { return s.prefix + "p:" + id }
-func (s *Store) poolKey(queue string) string        { return s.prefix + "pool:{" + queue + "}" }
-func (s *Store) poolEntriesKey(queue string) string { return s.poolKey(queue) + ":e" }
-func (s *Store) matchKey(id string) string          { return s.prefix + "m:" + id }
-func (s *Store) serverKey(id string) string         { return s.prefix + "s:" + id }
-func (s *Store) allocKey(serverID string) string    { return s.prefix + "a:" + serverID }
-func (s *Store) channel() string                    { return s.prefix + "changes" }
+// eval runs a script; every script takes the change channel first.
+func (s *Store) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return sc.Run(ctx, s.client, keys, append([]any{s.channel()}, args...)...)
+}
 
-// run runs a script whose reply is a list, as every script here answers.
+// run runs a script whose reply is a list.
 func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]any, error) {
-	v, err := sc.Run(ctx, s.client, keys, append([]any{s.prefix}, args...)...).Result()
+	v, err := s.eval(ctx, sc, keys, args...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +102,39 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args .
 		return nil, fmt.Errorf("unexpected script reply %T", v)
 	}
 	return r, nil
+}
+
+// scriptCall is one run of a script in runEach.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// runEach runs sc once per call in one pipeline, which a cluster client
+// splits by node. A pipeline cannot fall back from EVALSHA to EVAL call by
+// call, so a NOSCRIPT answer loads the script (on every node) and runs the
+// pipeline again: every script run this way is idempotent.
+func (s *Store) runEach(ctx context.Context, sc *redis.Script, calls []scriptCall) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	exec := func() error {
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range calls {
+				sc.EvalSha(ctx, p, c.keys, append([]any{s.channel()}, c.args...)...)
+			}
+			return nil
+		})
+		return err
+	}
+	err := exec()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := sc.Load(ctx, s.client).Err(); err != nil {
+			return fmt.Errorf("loading script: %w", err)
+		}
+		err = exec()
+	}
+	return err
 }
 
 // code is the status word a script answers first.
@@ -117,50 +149,13 @@ func code(r []any) string {
 // millis is d as a PEXPIRE argument, which must be positive.
 func millis(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
-// CreateTicket implements store.Store.
-func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
-	fields, err := ticketFields(&t, expiresAt)
-	if err != nil {
-		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
-	}
-	keys := make([]string, 0, 1+len(t.Players))
-	keys = append(keys, s.ticketKey(t.ID))
-	for _, p := range t.Players {
-		keys = append(keys, s.playerKey(p.ID))
-	}
-	args := append([]any{t.ID, expiresAt.UnixMilli()}, fields...)
-	r, err := s.run(ctx, createScript, keys, args...)
-	if err != nil {
-		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
-	}
-	switch code(r) {
-	case "ok":
-		return nil
-	case "exists":
-		st, _ := r[1].(string)
-		return fmt.Errorf("creating ticket %s: %w", t.ID, &store.ConflictError{TicketID: t.ID, Status: contracts.Status(st)})
-	case "busy":
-		i, _ := r[1].(int64)
-		owner, _ := r[2].(string)
-		if i < 1 || int(i) > len(t.Players) {
-			return fmt.Errorf("creating ticket %s: unexpected reply %v", t.ID, r)
-		}
-		return &store.PlayerBusyError{PlayerID: t.Players[i-1].ID, TicketID: owner}
-	}
-	return fmt.Errorf("creating ticket %s: unexpected reply %v", t.ID, r)
-}
-
-// DeleteTicket implements store.Store.
-func (s *Store) DeleteTicket(ctx context.Context, id string) error {
-	if _, err := s.run(ctx, deleteScript, []string{s.ticketKey(id)}, id); err != nil {
-		return fmt.Errorf("deleting ticket %s: %w", id, err)
-	}
-	return nil
-}
-
 // Ticket implements store.Store.
 func (s *Store) Ticket(ctx context.Context, id string) (contracts.Ticket, error) {
-	h, err := s.client.HGetAll(ctx, s.ticketKey(id)).Result()
+	key, ok := s.ticketKeyOf(id)
+	if !ok {
+		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, store.ErrNotFound)
+	}
+	h, err := s.client.HGetAll(ctx, key).Result()
 	if err != nil {
 		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, err)
 	}
@@ -174,9 +169,16 @@ func (s *Store) Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	return t, nil
 }
 
-// CancelTicket implements store.Store.
+// CancelTicket implements store.Store. The status changes in the queue's
+// slot; the players are released after it (see players.go), also when an
+// earlier cancel died before it did.
 func (s *Store) CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error) {
-	r, err := s.run(ctx, cancelScript, []string{s.ticketKey(id)}, id, fmtTime(now), millis(s.retention))
+	q, ok := store.QueueOfID(id)
+	if !ok {
+		return contracts.Ticket{}, fmt.Errorf("cancelling ticket %s: %w", id, store.ErrNotFound)
+	}
+	keys := append(s.poolKeys(q), s.ticketKey(q, id))
+	r, err := s.run(ctx, cancelScript, keys, id, fmtTime(now), millis(s.retention))
 	if err != nil {
 		return contracts.Ticket{}, fmt.Errorf("cancelling ticket %s: %w", id, err)
 	}
@@ -187,9 +189,15 @@ func (s *Store) CancelTicket(ctx context.Context, id string, now time.Time) (con
 	if len(r) < 2 || (c != "ok" && c != "conflict") {
 		return contracts.Ticket{}, fmt.Errorf("cancelling ticket %s: unexpected reply %v", id, r)
 	}
-	t, err := decodeTicket(hashOf(r[1]))
+	h := hashOf(r[1])
+	t, err := decodeTicket(h)
 	if err != nil {
 		return contracts.Ticket{}, fmt.Errorf("cancelling ticket %s: %w", id, err)
+	}
+	if t.Status.Terminal() {
+		if err := s.release(ctx, claimsOf(id, h["pids"])); err != nil {
+			return t, fmt.Errorf("cancelling ticket %s: %w", id, err)
+		}
 	}
 	if c == "conflict" {
 		return t, &store.ConflictError{TicketID: id, Status: t.Status}
@@ -197,48 +205,126 @@ func (s *Store) CancelTicket(ctx context.Context, id string, now time.Time) (con
 	return t, nil
 }
 
-// ExpireTicket implements store.Store.
+// ExpireTicket implements store.Store. Like CancelTicket, it releases the
+// players after the status change.
 func (s *Store) ExpireTicket(ctx context.Context, id string, now time.Time) (bool, error) {
-	n, err := expireScript.Run(ctx, s.client, []string{s.ticketKey(id)},
-		s.prefix, id, fmtTime(now), millis(s.retention)).Int()
-	if err != nil {
-		return false, fmt.Errorf("expiring ticket %s: %w", id, err)
+	q, ok := store.QueueOfID(id)
+	if !ok {
+		return false, nil
 	}
-	return n == 1, nil
+	keys := append(s.poolKeys(q), s.ticketKey(q, id))
+	r, err := s.run(ctx, expireScript, keys, id, fmtTime(now), millis(s.retention))
+	if err != nil || len(r) != 2 {
+		return false, fmt.Errorf("expiring ticket %s: %w", id, errors.Join(err, unexpected(r)))
+	}
+	expired := r[0] == int64(1)
+	pids, _ := r[1].(string)
+	if err := s.release(ctx, claimsOf(id, pids)); err != nil {
+		return expired, fmt.Errorf("expiring ticket %s: %w", id, err)
+	}
+	return expired, nil
 }
 
-// ExpireDue implements store.Store. Terminal records purge themselves
-// through Redis key expiry, so it has no purging of its own to do.
+// unexpected describes a script reply of the wrong shape; nil if r is
+// nil, for the error of the call to speak.
+func unexpected(r []any) error {
+	if r == nil {
+		return nil
+	}
+	return fmt.Errorf("unexpected reply %v", r)
+}
+
+// expireBatch is how many index entries ExpireDue hands one script.
+const expireBatch = 100
+
+// ExpireDue implements store.Store. It visits each queue that has had
+// tickets (the set <p>{meta}:queues) and expires due tickets there, a
+// batch per script, then releases their players. Terminal records purge
+// themselves through Redis key expiry, so it has no purging of its own to
+// do.
 func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	// The budget bounds the time one call holds Redis when many entries
-	// are stale; what is left waits for the next call.
-	budget := limit + 1000
-	r, err := s.run(ctx, expireDueScript, nil,
-		now.UnixMilli(), timeKey(now), fmtTime(now), millis(s.retention), limit, budget)
+	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("expiring due tickets: %w", err)
+		return nil, fmt.Errorf("expiring due tickets: reading queues: %w", err)
 	}
-	ids := make([]string, 0, len(r))
-	for _, v := range r {
-		if id, ok := v.(string); ok {
-			ids = append(ids, id)
+	slices.Sort(queues)
+	// The budget bounds the work of one call when many entries are stale
+	// or not quite due; what is left waits for the next call.
+	budget := limit + 1000
+	var (
+		ids    []string
+		claims []claim
+	)
+	for _, q := range queues {
+		offset := 0
+		for len(ids) < limit && budget > 0 {
+			batch := min(expireBatch, budget)
+			due, err := s.client.ZRangeByScore(ctx, s.expiryKey(q), &redis.ZRangeBy{
+				Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Offset: int64(offset), Count: int64(batch),
+			}).Result()
+			if err != nil {
+				return ids, fmt.Errorf("expiring due tickets of queue %s: %w", q, errors.Join(err, s.release(ctx, claims)))
+			}
+			if len(due) == 0 {
+				break
+			}
+			keys := s.poolKeys(q)
+			args := []any{timeKey(now), fmtTime(now), millis(s.retention), limit - len(ids)}
+			for _, id := range due {
+				keys = append(keys, s.ticketKey(q, id))
+				args = append(args, id)
+			}
+			r, err := s.run(ctx, expireDueScript, keys, args...)
+			if err == nil && len(r) < 2 {
+				err = unexpected(r)
+			}
+			if err != nil {
+				return ids, fmt.Errorf("expiring due tickets of queue %s: %w", q, errors.Join(err, s.release(ctx, claims)))
+			}
+			kept, _ := r[0].(int64)
+			seen, _ := r[1].(int64)
+			for i := 2; i+1 < len(r); i += 2 {
+				id, _ := r[i].(string)
+				pids, _ := r[i+1].(string)
+				ids = append(ids, id)
+				claims = append(claims, claimsOf(id, pids)...)
+			}
+			// Entries not yet due stay at the front of the index: skip
+			// them. The others are gone from it.
+			offset += int(kept)
+			budget -= int(seen)
+			if int(seen) < len(due) || len(due) < batch {
+				break
+			}
 		}
+		if len(ids) >= limit || budget <= 0 {
+			break
+		}
+	}
+	if err := s.release(ctx, claims); err != nil {
+		return ids, fmt.Errorf("expiring due tickets: %w", err)
 	}
 	return ids, nil
 }
 
-// AddToPool implements store.Store.
+// AddToPool implements store.Store. queue must be the ticket's own.
 func (s *Store) AddToPool(ctx context.Context, queue string, e store.PoolEntry) (bool, error) {
+	q, ok := store.QueueOfID(e.TicketID)
+	if !ok {
+		return false, nil // never issued, so not searching
+	}
+	if q != queue {
+		return false, fmt.Errorf("adding ticket %s to pool %s: the ticket is of queue %s", e.TicketID, queue, q)
+	}
 	body, err := json.Marshal(e)
 	if err != nil {
 		return false, fmt.Errorf("adding ticket %s to pool %s: %w", e.TicketID, queue, err)
 	}
-	keys := []string{s.ticketKey(e.TicketID), s.poolKey(queue), s.poolEntriesKey(queue)}
-	n, err := addToPoolScript.Run(ctx, s.client, keys,
-		s.prefix, queue, poolMember(e), fmtScore(e.Skill), body).Int()
+	keys := []string{s.poolKey(q), s.poolEntriesKey(q), s.ticketKey(q, e.TicketID)}
+	n, err := s.eval(ctx, addToPoolScript, keys, poolMember(e), fmtScore(e.Skill), body).Int()
 	if err != nil {
 		return false, fmt.Errorf("adding ticket %s to pool %s: %w", e.TicketID, queue, err)
 	}
@@ -301,14 +387,21 @@ func cmpFloat(a, b float64) int {
 	return 0
 }
 
-// ClaimMatch implements store.Store.
+// ClaimMatch implements store.Store. The match and every ticket in it must
+// be of m.Queue, so that the claim is one script on the queue's slot.
 func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time) error {
+	if q, ok := store.QueueOfID(m.ID); !ok || q != m.Queue {
+		return fmt.Errorf("claiming match %s: its id does not name its queue %q", m.ID, m.Queue)
+	}
 	seen := make(map[string]bool, len(m.TicketIDs))
 	for _, id := range m.TicketIDs {
 		if seen[id] {
 			return fmt.Errorf("claiming match %s: ticket %s is listed twice: %w", m.ID, id, store.ErrConflict)
 		}
 		seen[id] = true
+		if q, ok := store.QueueOfID(id); !ok || q != m.Queue {
+			return fmt.Errorf("claiming match %s: ticket %s is not of queue %s", m.ID, id, m.Queue)
+		}
 	}
 	ref, err := json.Marshal(m.Ref())
 	if err != nil {
@@ -330,12 +423,10 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 	if err != nil {
 		return fmt.Errorf("claiming match %s: %w", m.ID, err)
 	}
-	keys := make([]string, 0, 1+len(m.TicketIDs))
-	keys = append(keys, s.matchKey(m.ID))
-	args := make([]any, 0, 7+len(m.TicketIDs))
-	args = append(args, m.ID, fmtTime(now), ref, body, head, m.Region, tids)
+	keys := append(s.poolKeys(m.Queue), s.matchKey(m.Queue, m.ID))
+	args := []any{fmtTime(now), ref, body, head, m.Region, tids}
 	for _, id := range m.TicketIDs {
-		keys = append(keys, s.ticketKey(id))
+		keys = append(keys, s.ticketKey(m.Queue, id))
 		args = append(args, id)
 	}
 	r, err := s.run(ctx, claimScript, keys, args...)
@@ -373,7 +464,11 @@ func allocationHead(m *contracts.Match) ([]byte, error) {
 
 // Match implements store.Store.
 func (s *Store) Match(ctx context.Context, id string) (contracts.Match, error) {
-	raw, err := s.client.HGet(ctx, s.matchKey(id), "match").Result()
+	q, ok := store.QueueOfID(id)
+	if !ok {
+		return contracts.Match{}, fmt.Errorf("reading match %s: %w", id, store.ErrNotFound)
+	}
+	raw, err := s.client.HGet(ctx, s.matchKey(q, id), "match").Result()
 	if errors.Is(err, redis.Nil) {
 		return contracts.Match{}, fmt.Errorf("reading match %s: %w", id, store.ErrNotFound)
 	}
@@ -395,7 +490,8 @@ func (s *Store) RegisterServer(ctx context.Context, id string, req contracts.Ser
 		return contracts.Server{}, fmt.Errorf("registering server %s: %w", id, err)
 	}
 	exp := now.Add(ttl)
-	r, err := s.run(ctx, registerScript, []string{s.serverKey(id), s.allocKey(id)},
+	keys := []string{s.serverKey(id), s.allocKey(id), s.regionKey(req.Region), s.regionsKey()}
+	r, err := s.run(ctx, registerScript, keys,
 		id, req.Region, millis(ttl+s.serverRetention),
 		"id", id, "address", req.Address, "region", req.Region, "capacity", req.Capacity,
 		"expires_at", fmtTime(exp), "exp", timeKey(exp), "assignment", asg)
@@ -442,7 +538,7 @@ func (s *Store) Server(ctx context.Context, id string) (contracts.Server, error)
 }
 
 // Allocations implements store.Store. The version and the allocations are
-// read in one MULTI so that they agree.
+// read in one MULTI, on the registry's one slot, so that they agree.
 func (s *Store) Allocations(ctx context.Context, serverID string) (contracts.Allocations, error) {
 	var (
 		version *redis.StringCmd
@@ -480,60 +576,11 @@ func (s *Store) Allocations(ctx context.Context, serverID string) (contracts.All
 	return out, nil
 }
 
-// AssignMatch implements store.Store. The script looks at every server
-// registered in the match's region (every region if it has none), so its
-// cost grows with the fleet of a region.
-func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) (contracts.Assignment, error) {
-	at, err := json.Marshal(now)
-	if err != nil {
-		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, err)
-	}
-	r, err := s.run(ctx, assignScript, []string{s.matchKey(matchID)},
-		matchID, fmtTime(now), timeKey(now), at, millis(s.retention))
-	if err != nil {
-		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, err)
-	}
-	switch code(r) {
-	case "ok":
-		raw, _ := r[1].(string)
-		var a contracts.Assignment
-		if err := json.Unmarshal([]byte(raw), &a); err != nil {
-			return contracts.Assignment{}, fmt.Errorf("assigning match %s: decoding assignment: %w", matchID, err)
-		}
-		return a, nil
-	case "notfound":
-		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, store.ErrNotFound)
-	case "failed":
-		return contracts.Assignment{}, fmt.Errorf("assigning match %s: match failed: %w", matchID, store.ErrConflict)
-	case "nocapacity":
-		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, store.ErrNoCapacity)
-	}
-	return contracts.Assignment{}, fmt.Errorf("assigning match %s: unexpected reply %v", matchID, r)
-}
-
-// FailMatch implements store.Store.
-func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.Time) error {
-	r, err := s.run(ctx, failScript, []string{s.matchKey(matchID)},
-		matchID, reason, fmtTime(now), millis(s.retention))
-	if err != nil {
-		return fmt.Errorf("failing match %s: %w", matchID, err)
-	}
-	switch code(r) {
-	case "ok":
-		return nil
-	case "notfound":
-		return fmt.Errorf("failing match %s: %w", matchID, store.ErrNotFound)
-	case "assigned":
-		return fmt.Errorf("failing match %s: match is assigned: %w", matchID, store.ErrConflict)
-	}
-	return fmt.Errorf("failing match %s: unexpected reply %v", matchID, r)
-}
-
-// EndMatch implements store.Store. The match record is kept for Retention
-// afterwards.
+// EndMatch implements store.Store. It changes the registry only; the match
+// record, assigned, purges itself Retention after its assignment.
 func (s *Store) EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error {
-	keys := []string{s.serverKey(serverID), s.allocKey(serverID), s.matchKey(matchID)}
-	r, err := s.run(ctx, endScript, keys, serverID, matchID, millis(s.retention))
+	keys := []string{s.serverKey(serverID), s.allocKey(serverID)}
+	r, err := s.run(ctx, endScript, keys, serverID, matchID)
 	if err != nil {
 		return fmt.Errorf("ending match %s on server %s: %w", matchID, serverID, err)
 	}

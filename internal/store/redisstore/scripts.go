@@ -2,19 +2,21 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// Every script starts with ARGV[1] = the key prefix and shares the helpers
-// in prelude. Keys a script reaches through stored ids (player claims, a
-// match's tickets, a region's servers) are built in Lua from the prefix, in
-// the layout of the key methods of Store; that suits one Redis server, or a
-// cluster when the prefix carries a hash tag that puts every key in one
-// slot. The server index lives only here: the set <prefix>regions of
-// regions, and per region the set <prefix>region:<region> of server ids.
+// Every script touches keys of one hash slot only, and only keys it is
+// given in KEYS: a cluster client routes a script by its keys, and Redis
+// Cluster refuses a script that reaches into another slot. The scripts do
+// not know the key prefix, so they cannot build a key name; where a script
+// needs keys found through stored data (a match's tickets, a region's
+// servers), the caller reads them first and passes them, and the script
+// checks what it relies on.
+//
+// ARGV[1] of every script is the change channel, which takes no slot:
+// classic PUBLISH reaches every node of a cluster.
 //
 // Lua compares strings with strcoll, which follows the server's locale, so
 // ids and time keys are compared byte by byte with less.
 const prelude = `
-local P = ARGV[1]
-local function tkey(id) return P .. 't:' .. id end
+local CHANNEL = ARGV[1]
 
 local function terminal(st)
   return st == 'assigned' or st == 'cancelled' or st == 'expired' or st == 'failed'
@@ -29,149 +31,141 @@ local function less(a, b)
   return #a < #b
 end
 
--- unpool takes a ticket out of its pool and the expiry index.
-local function unpool(key, id)
-  local f = redis.call('HMGET', key, 'pq', 'pm')
-  if f[1] then
-    local pk = P .. 'pool:{' .. f[1] .. '}'
-    redis.call('ZREM', pk, f[2])
-    redis.call('HDEL', pk .. ':e', f[2])
-    redis.call('HDEL', key, 'pq', 'pm')
+-- unpool takes a ticket out of its queue's pool and expiry index, given
+-- as the keys pool, entries and expiry.
+local function unpool(key, id, pool, entries, expiry)
+  local m = redis.call('HGET', key, 'pm')
+  if m then
+    redis.call('ZREM', pool, m)
+    redis.call('HDEL', entries, m)
+    redis.call('HDEL', key, 'pm')
   end
-  redis.call('ZREM', P .. 'expiry', id)
-end
-
--- release frees the ticket's players, unless a claim has moved on to
--- another ticket.
-local function release(key, id)
-  local raw = redis.call('HGET', key, 'pids')
-  if not raw then return end
-  for _, pid in ipairs(cjson.decode(raw)) do
-    local ck = P .. 'p:' .. pid
-    if redis.call('GET', ck) == id then redis.call('DEL', ck) end
-  end
+  redis.call('ZREM', expiry, id)
 end
 
 -- bump raises the ticket's version and tells listeners.
 local function bump(key, id, now)
   local v = redis.call('HINCRBY', key, 'version', 1)
   redis.call('HSET', key, 'updated_at', now)
-  redis.call('PUBLISH', P .. 'changes', 't:' .. id .. ':' .. v)
+  redis.call('PUBLISH', CHANNEL, 't:' .. id .. ':' .. v)
 end
 
--- finish moves a ticket to a terminal status and schedules its purge.
+-- finish moves a ticket to a terminal status and schedules its purge. Its
+-- players are released by the caller afterwards, on their own slots.
 local function finish(key, id, status, now, retention)
-  unpool(key, id)
-  release(key, id)
   redis.call('HSET', key, 'status', status)
   bump(key, id, now)
   redis.call('PEXPIRE', key, retention)
 end
 
-local function expire(key, id, now, retention)
-  if redis.call('HGET', key, 'status') ~= 'searching' then return false end
-  finish(key, id, 'expired', now, retention)
-  return true
+-- serverChanged raises a server's version and tells listeners.
+local function serverChanged(key, id)
+  local v = redis.call('HINCRBY', key, 'version', 1)
+  redis.call('PUBLISH', CHANNEL, 's:' .. id .. ':' .. v)
 end
 `
 
 func newScript(body string) *redis.Script { return redis.NewScript(prelude + body) }
 
-// createScript: KEYS[1] ticket, KEYS[2..] player claims. ARGV[2] id,
-// ARGV[3] expiry score, ARGV[4..] the ticket's field/value pairs.
+// Queue slot: tickets, pool, matches and expiry index of one queue.
+
+// createScript writes a new ticket, the first step of CreateTicket.
+// KEYS[1] ticket, KEYS[2] expiry index. ARGV[2] id, ARGV[3] expiry score,
+// ARGV[4..] the ticket's field/value pairs.
 var createScript = newScript(`
-local id = ARGV[2]
 local st = redis.call('HGET', KEYS[1], 'status')
 if st then return {'exists', st} end
-for i = 2, #KEYS do
-  local owner = redis.call('GET', KEYS[i])
-  if owner and owner ~= id then
-    local ost = redis.call('HGET', tkey(owner), 'status')
-    if ost and not terminal(ost) then return {'busy', i - 1, owner} end
-  end
-end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-for i = 2, #KEYS do redis.call('SET', KEYS[i], id) end
-redis.call('ZADD', P .. 'expiry', ARGV[3], id)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return {'ok'}
 `)
 
-// deleteScript: KEYS[1] ticket. ARGV[2] id.
+// deleteScript: KEYS[1] pool, KEYS[2] pool entries, KEYS[3] expiry index,
+// KEYS[4] ticket. ARGV[2] id. Answers the ticket's player ids, if it
+// existed, for the caller to release.
 var deleteScript = newScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', P .. 'expiry', ARGV[2])
-  return {'ok'}
-end
-unpool(KEYS[1], ARGV[2])
-release(KEYS[1], ARGV[2])
-redis.call('DEL', KEYS[1])
-return {'ok'}
+local pids = redis.call('HGET', KEYS[4], 'pids')
+unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[4])
+return {pids or ''}
 `)
 
-// cancelScript: KEYS[1] ticket. ARGV[2] id, ARGV[3] now, ARGV[4] retention
-// in ms. Answers the ticket's fields after the change.
+// cancelScript: KEYS[1..3] pool keys, KEYS[4] ticket. ARGV[2] id, ARGV[3]
+// now, ARGV[4] retention in ms. Answers the ticket's fields after the
+// change.
 var cancelScript = newScript(`
-local st = redis.call('HGET', KEYS[1], 'status')
+local st = redis.call('HGET', KEYS[4], 'status')
 if not st then return {'notfound'} end
 if st == 'searching' then
-  finish(KEYS[1], ARGV[2], 'cancelled', ARGV[3], ARGV[4])
+  unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
+  finish(KEYS[4], ARGV[2], 'cancelled', ARGV[3], ARGV[4])
 elseif st ~= 'cancelled' then
-  return {'conflict', redis.call('HGETALL', KEYS[1])}
+  return {'conflict', redis.call('HGETALL', KEYS[4])}
 end
-return {'ok', redis.call('HGETALL', KEYS[1])}
+return {'ok', redis.call('HGETALL', KEYS[4])}
 `)
 
-// expireScript: KEYS[1] ticket. ARGV[2] id, ARGV[3] now, ARGV[4] retention.
+// expireScript: KEYS[1..3] pool keys, KEYS[4] ticket. ARGV[2] id, ARGV[3]
+// now, ARGV[4] retention. Answers whether it expired the ticket, and the
+// player ids of a ticket that is terminal now.
 var expireScript = newScript(`
-if expire(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 1 end
-return 0
+local f = redis.call('HMGET', KEYS[4], 'status', 'pids')
+if f[1] == 'searching' then
+  unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
+  finish(KEYS[4], ARGV[2], 'expired', ARGV[3], ARGV[4])
+  return {1, f[2]}
+end
+if f[1] and terminal(f[1]) then return {0, f[2]} end
+return {0, ''}
 `)
 
-// expireDueScript: ARGV[2] now in unix ms (the index's score, rounded
-// down), ARGV[3] now as a time key, ARGV[4] now, ARGV[5] retention,
-// ARGV[6] limit, ARGV[7] how many index entries one call may look at.
+// expireDueScript expires the due tickets among those given, which the
+// caller read from the expiry index. KEYS[1..3] pool keys, KEYS[4..]
+// tickets. ARGV[2] now as a time key, ARGV[3] now, ARGV[4] retention,
+// ARGV[5] limit, ARGV[6..] the ids of KEYS[4..].
 //
-// The index only narrows the search to the current millisecond; the exact
-// expiry is the ticket's exp field. Entries of tickets that are no longer
-// searching are dropped on the way; entries not yet due are skipped over.
+// The index only narrows the search to the millisecond; the exact expiry
+// is the ticket's exp field. Entries of tickets that are no longer
+// searching (or no longer exist) are dropped. Answers how many entries it
+// kept as not yet due, how many it looked at, then each expired id with
+// its player ids.
 var expireDueScript = newScript(`
-local ek = P .. 'expiry'
-local limit, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
-local done, kept, seen = {}, 0, 0
-while #done < limit and seen < budget do
-  local ids = redis.call('ZRANGEBYSCORE', ek, '-inf', ARGV[2], 'LIMIT', kept, 100)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    if #done >= limit or seen >= budget then break end
-    seen = seen + 1
-    local key = tkey(id)
-    local f = redis.call('HMGET', key, 'status', 'exp')
-    if f[1] ~= 'searching' then
-      redis.call('ZREM', ek, id)
-    elseif not f[2] or not less(ARGV[3], f[2]) then
-      expire(key, id, ARGV[4], ARGV[5])
-      done[#done + 1] = id
-    else
-      kept = kept + 1
-    end
+local limit = tonumber(ARGV[5])
+local out, kept, seen, n = {}, 0, 0, 0
+for i = 4, #KEYS do
+  if n >= limit then break end
+  seen = seen + 1
+  local key, id = KEYS[i], ARGV[i + 2]
+  local f = redis.call('HMGET', key, 'status', 'exp', 'pids')
+  if f[1] ~= 'searching' then
+    redis.call('ZREM', KEYS[3], id)
+  elseif not f[2] or not less(ARGV[2], f[2]) then
+    unpool(key, id, KEYS[1], KEYS[2], KEYS[3])
+    finish(key, id, 'expired', ARGV[3], ARGV[4])
+    out[#out + 1] = id
+    out[#out + 1] = f[3] or ''
+    n = n + 1
+  else
+    kept = kept + 1
   end
 end
-return done
+local reply = {kept, seen}
+for _, v in ipairs(out) do reply[#reply + 1] = v end
+return reply
 `)
 
-// addToPoolScript: KEYS[1] ticket, KEYS[2] pool, KEYS[3] pool entries.
-// ARGV[2] queue, ARGV[3] member, ARGV[4] score, ARGV[5] entry JSON.
+// addToPoolScript: KEYS[1] pool, KEYS[2] pool entries, KEYS[3] ticket.
+// ARGV[2] member, ARGV[3] score, ARGV[4] entry JSON.
 var addToPoolScript = newScript(`
-if redis.call('HGET', KEYS[1], 'status') ~= 'searching' then return 0 end
-local f = redis.call('HMGET', KEYS[1], 'pq', 'pm')
-if f[1] and (f[1] ~= ARGV[2] or f[2] ~= ARGV[3]) then
-  local pk = P .. 'pool:{' .. f[1] .. '}'
-  redis.call('ZREM', pk, f[2])
-  redis.call('HDEL', pk .. ':e', f[2])
+if redis.call('HGET', KEYS[3], 'status') ~= 'searching' then return 0 end
+local old = redis.call('HGET', KEYS[3], 'pm')
+if old and old ~= ARGV[2] then
+  redis.call('ZREM', KEYS[1], old)
+  redis.call('HDEL', KEYS[2], old)
 end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
-redis.call('HSET', KEYS[1], 'pq', ARGV[2], 'pm', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+redis.call('HSET', KEYS[3], 'pm', ARGV[2])
 return 1
 `)
 
@@ -210,129 +204,132 @@ if #members == 0 then return {} end
 return redis.call('HMGET', KEYS[2], unpack(members))
 `)
 
-// claimScript: KEYS[1] match, KEYS[2..] tickets. ARGV[2] match id, ARGV[3]
-// now, ARGV[4] match ref JSON, ARGV[5] match JSON, ARGV[6] allocation head,
-// ARGV[7] region, ARGV[8] ticket ids JSON, ARGV[9..] ticket ids.
+// claimScript: KEYS[1..3] pool keys, KEYS[4] match, KEYS[5..] tickets.
+// ARGV[2] now, ARGV[3] match ref JSON, ARGV[4] match JSON, ARGV[5]
+// allocation head, ARGV[6] region, ARGV[7] ticket ids JSON, ARGV[8..] the
+// ids of KEYS[5..].
 var claimScript = newScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok'} end
-for i = 2, #KEYS do
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'ok'} end
+for i = 5, #KEYS do
   local st = redis.call('HGET', KEYS[i], 'status')
-  if st ~= 'searching' then return {'conflict', ARGV[7 + i], st or ''} end
+  if st ~= 'searching' then return {'conflict', ARGV[i + 3], st or ''} end
 end
-for i = 2, #KEYS do
-  local id = ARGV[7 + i]
-  unpool(KEYS[i], id)
-  redis.call('HSET', KEYS[i], 'status', 'matched', 'match', ARGV[4])
-  bump(KEYS[i], id, ARGV[3])
+for i = 5, #KEYS do
+  local id = ARGV[i + 3]
+  unpool(KEYS[i], id, KEYS[1], KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[i], 'status', 'matched', 'match', ARGV[3])
+  bump(KEYS[i], id, ARGV[2])
 end
-redis.call('HSET', KEYS[1], 'match', ARGV[5], 'status', 'pending', 'region', ARGV[7],
-  'tickets', ARGV[8], 'alloc_head', ARGV[6])
+redis.call('HSET', KEYS[4], 'match', ARGV[4], 'status', 'pending', 'region', ARGV[6],
+  'tickets', ARGV[7], 'alloc_head', ARGV[5])
 return {'ok'}
 `)
 
-// assignScript: KEYS[1] match. ARGV[2] match id, ARGV[3] now, ARGV[4] now
-// as a time key, ARGV[5] now as JSON, ARGV[6] retention.
-var assignScript = newScript(`
-local f = redis.call('HMGET', KEYS[1], 'status', 'region', 'tickets', 'alloc_head', 'assignment')
+// settleScript is the second step of AssignMatch: KEYS[1] match, KEYS[2..]
+// its tickets. ARGV[2] assignment JSON, ARGV[3] server id, ARGV[4] now,
+// ARGV[5] retention, ARGV[6..] the ids of KEYS[2..].
+//
+// A pending match becomes assigned with its tickets. A match assigned
+// before keeps its assignment. Either way the answer is the assignment,
+// then each assigned ticket's id and player ids, for the caller to release
+// (again, if an earlier call died before it did). A failed match is
+// refused: the caller undoes the first step.
+var settleScript = newScript(`
+local f = redis.call('HMGET', KEYS[1], 'status', 'assignment')
 if not f[1] then return {'notfound'} end
 if f[1] == 'failed' then return {'failed'} end
-if f[1] == 'assigned' then return {'ok', f[5]} end
-
-local regions
-if f[2] == '' then
-  regions = redis.call('SMEMBERS', P .. 'regions')
-else
-  regions = {f[2]}
-end
-local best, bestFree
-for _, r in ipairs(regions) do
-  local rk = P .. 'region:' .. r
-  local ids = redis.call('SMEMBERS', rk)
-  if #ids == 0 then redis.call('SREM', P .. 'regions', r) end
-  for _, id in ipairs(ids) do
-    local s = redis.call('HMGET', P .. 's:' .. id, 'exp', 'draining', 'capacity', 'allocated', 'region')
-    if not s[1] or s[5] ~= r then
-      -- The record was purged or moved to another region.
-      redis.call('SREM', rk, id)
-    elseif less(ARGV[4], s[1]) and s[2] ~= '1' then
-      local free = tonumber(s[3]) - tonumber(s[4])
-      if free > 0 and (not best or free > bestFree or (free == bestFree and less(id, best))) then
-        best, bestFree = id, free
-      end
+local asg = f[2]
+if f[1] == 'pending' then
+  asg = ARGV[2]
+  for i = 2, #KEYS do
+    if redis.call('HGET', KEYS[i], 'status') == 'matched' then
+      redis.call('HSET', KEYS[i], 'assignment', asg)
+      finish(KEYS[i], ARGV[i + 4], 'assigned', ARGV[4], ARGV[5])
     end
   end
+  redis.call('HSET', KEYS[1], 'status', 'assigned', 'server_id', ARGV[3], 'assignment', asg)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
-if not best then return {'nocapacity'} end
-
-local sk = P .. 's:' .. best
-redis.call('HINCRBY', sk, 'allocated', 1)
-local v = redis.call('HINCRBY', sk, 'version', 1)
-local ak = P .. 'a:' .. best
-redis.call('HSET', ak, ARGV[2], f[4] .. ',"allocated_at":' .. ARGV[5] .. '}')
--- The allocations live as long as the server record.
-local ttl = redis.call('PTTL', sk)
-if ttl > 0 then redis.call('PEXPIRE', ak, ttl) end
-local asg = redis.call('HGET', sk, 'assignment')
-for _, id in ipairs(cjson.decode(f[3])) do
-  local key = tkey(id)
-  if redis.call('HGET', key, 'status') == 'matched' then
-    release(key, id)
-    redis.call('HSET', key, 'status', 'assigned', 'assignment', asg)
-    bump(key, id, ARGV[3])
-    redis.call('PEXPIRE', key, ARGV[6])
+local out = {'ok', asg}
+for i = 2, #KEYS do
+  local t = redis.call('HMGET', KEYS[i], 'status', 'pids')
+  if t[1] == 'assigned' then
+    out[#out + 1] = ARGV[i + 4]
+    out[#out + 1] = t[2]
   end
 end
-redis.call('HSET', KEYS[1], 'status', 'assigned', 'server_id', best, 'assignment', asg)
-redis.call('PUBLISH', P .. 'changes', 's:' .. best .. ':' .. v)
-return {'ok', asg}
+return out
 `)
 
-// failScript: KEYS[1] match. ARGV[2] match id, ARGV[3] reason, ARGV[4] now,
-// ARGV[5] retention.
+// failScript: KEYS[1] match, KEYS[2..] its tickets. ARGV[2] reason, ARGV[3]
+// now, ARGV[4] retention, ARGV[5..] the ids of KEYS[2..]. Matched tickets
+// are out of the pool and the expiry index already. Answers each failed
+// ticket's id and player ids, for the caller to release.
 var failScript = newScript(`
-local f = redis.call('HMGET', KEYS[1], 'status', 'tickets')
-if not f[1] then return {'notfound'} end
-if f[1] == 'assigned' then return {'assigned'} end
-if f[1] == 'failed' then return {'ok'} end
-for _, id in ipairs(cjson.decode(f[2])) do
-  local key = tkey(id)
-  if redis.call('HGET', key, 'status') == 'matched' then
-    redis.call('HSET', key, 'reason', ARGV[3])
-    finish(key, id, 'failed', ARGV[4], ARGV[5])
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'notfound'} end
+if st == 'assigned' then return {'assigned'} end
+if st == 'pending' then
+  for i = 2, #KEYS do
+    if redis.call('HGET', KEYS[i], 'status') == 'matched' then
+      redis.call('HSET', KEYS[i], 'reason', ARGV[2])
+      finish(KEYS[i], ARGV[i + 3], 'failed', ARGV[3], ARGV[4])
+    end
+  end
+  redis.call('HSET', KEYS[1], 'status', 'failed')
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local out = {'ok'}
+for i = 2, #KEYS do
+  local t = redis.call('HMGET', KEYS[i], 'status', 'pids')
+  if t[1] == 'failed' then
+    out[#out + 1] = ARGV[i + 3]
+    out[#out + 1] = t[2]
   end
 end
-redis.call('HSET', KEYS[1], 'status', 'failed')
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {'ok'}
+return out
 `)
 
-// endScript: KEYS[1] server, KEYS[2] its allocations, KEYS[3] match.
-// ARGV[2] server id, ARGV[3] match id, ARGV[4] retention.
-var endScript = newScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HDEL', KEYS[2], ARGV[3]) == 0 then
-  return {'notfound'}
+// Player slot: one player's claim.
+
+// claimPlayerScript: KEYS[1] the player's claim. ARGV[2] the claiming
+// ticket's id, ARGV[3] the id of a ticket found dead that may be taken over
+// (or an empty string). Answers an empty string once the claim is the
+// ticket's, or else the owner, which the caller checks.
+var claimPlayerScript = newScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur == ARGV[2] or cur == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return ''
 end
-redis.call('HINCRBY', KEYS[1], 'allocated', -1)
-local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
-redis.call('PUBLISH', P .. 'changes', 's:' .. ARGV[2] .. ':' .. v)
-return {'ok'}
+return cur
 `)
 
-// registerScript: KEYS[1] server, KEYS[2] its allocations. ARGV[2] id,
-// ARGV[3] region, ARGV[4] time to live in ms, ARGV[5..] field/value pairs.
-// New servers start at version 0, with nothing allocated, undrained.
+// releasePlayerScript: KEYS[1] a player's claim. ARGV[2] ticket id. It
+// deletes the claim only if it is still the ticket's.
+var releasePlayerScript = newScript(`
+if redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// Server slot: the registry.
+
+// registerScript: KEYS[1] server, KEYS[2] its allocations, KEYS[3] its
+// region's index, KEYS[4] the index of regions. ARGV[2] id, ARGV[3]
+// region, ARGV[4] time to live in ms, ARGV[5..] field/value pairs. New
+// servers start at version 0, with nothing allocated, undrained. A server
+// that moves leaves its id in the old region's index; allocateScript drops
+// it there.
 var registerScript = newScript(`
-local old = redis.call('HGET', KEYS[1], 'region')
-if old and old ~= ARGV[3] then
-  redis.call('SREM', P .. 'region:' .. old, ARGV[2])
-end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('HSETNX', KEYS[1], 'allocated', 0)
 redis.call('HSETNX', KEYS[1], 'version', 0)
 redis.call('HSETNX', KEYS[1], 'draining', 0)
-redis.call('SADD', P .. 'region:' .. ARGV[3], ARGV[2])
-redis.call('SADD', P .. 'regions', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return redis.call('HGETALL', KEYS[1])
@@ -343,4 +340,97 @@ var drainScript = newScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 redis.call('HSET', KEYS[1], 'draining', 1)
 return redis.call('HGETALL', KEYS[1])
+`)
+
+// allocateScript is the first step of AssignMatch: it places match on a
+// server, once. KEYS[1] the match's placement record, KEYS[2] the index of
+// regions, then the index of each region searched, then each indexed
+// server's record and allocations. ARGV[2] match id, ARGV[3] now as a time
+// key, ARGV[4] now as JSON, ARGV[5] allocation head, ARGV[6] retention,
+// ARGV[7] '1' if the match takes any region, ARGV[8] the index the caller
+// read, as JSON {"regions": [...], "servers": [[ids of region 1], ...]}.
+//
+// A match placed before answers its placement again. The index must still
+// be what the caller read, or the caller reads it again ('retry'), so the
+// choice is among every server that qualifies now. Index entries whose
+// server was purged or moved to another region are dropped on the way.
+var allocateScript = newScript(`
+local placed = redis.call('HMGET', KEYS[1], 'server', 'assignment')
+if placed[1] then return {'ok', placed[2], placed[1]} end
+
+local idx = cjson.decode(ARGV[8])
+local function same(key, want)
+  local cur = redis.call('SMEMBERS', key)
+  if #cur ~= #want then return false end
+  local set = {}
+  for _, v in ipairs(cur) do set[v] = true end
+  for _, v in ipairs(want) do
+    if not set[v] then return false end
+  end
+  return true
+end
+if ARGV[7] == '1' and not same(KEYS[2], idx.regions) then return {'retry'} end
+for i = 1, #idx.regions do
+  if not same(KEYS[2 + i], idx.servers[i]) then return {'retry'} end
+end
+
+local best, bestFree, bestKey, bestAllocs
+local k = 3 + #idx.regions
+for i, r in ipairs(idx.regions) do
+  local rk = KEYS[2 + i]
+  if #idx.servers[i] == 0 then redis.call('SREM', KEYS[2], r) end
+  for _, id in ipairs(idx.servers[i]) do
+    local sk, ak = KEYS[k], KEYS[k + 1]
+    k = k + 2
+    local s = redis.call('HMGET', sk, 'exp', 'draining', 'capacity', 'allocated', 'region')
+    if not s[1] or s[5] ~= r then
+      redis.call('SREM', rk, id)
+    elseif less(ARGV[3], s[1]) and s[2] ~= '1' then
+      local free = tonumber(s[3]) - tonumber(s[4])
+      if free > 0 and (not best or free > bestFree or (free == bestFree and less(id, best))) then
+        best, bestFree, bestKey, bestAllocs = id, free, sk, ak
+      end
+    end
+  end
+end
+if not best then return {'nocapacity'} end
+
+redis.call('HINCRBY', bestKey, 'allocated', 1)
+redis.call('HSET', bestAllocs, ARGV[2], ARGV[5] .. ',"allocated_at":' .. ARGV[4] .. '}')
+-- The allocations live as long as the server record.
+local ttl = redis.call('PTTL', bestKey)
+if ttl > 0 then redis.call('PEXPIRE', bestAllocs, ttl) end
+local asg = redis.call('HGET', bestKey, 'assignment')
+redis.call('HSET', KEYS[1], 'server', best, 'assignment', asg)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+serverChanged(bestKey, best)
+return {'ok', asg, best}
+`)
+
+// unallocateScript undoes allocateScript for a match that failed: KEYS[1]
+// the match's placement record, KEYS[2] the server it names, KEYS[3] that
+// server's allocations. ARGV[2] match id, ARGV[3] the server id the caller
+// read from the record. Answers 1 when it undid, 0 when there was nothing
+// to undo, -1 when the record names another server now.
+var unallocateScript = newScript(`
+local server = redis.call('HGET', KEYS[1], 'server')
+if not server then return 0 end
+if server ~= ARGV[3] then return -1 end
+redis.call('DEL', KEYS[1])
+if redis.call('HDEL', KEYS[3], ARGV[2]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'allocated', -1)
+  serverChanged(KEYS[2], ARGV[3])
+end
+return 1
+`)
+
+// endScript: KEYS[1] server, KEYS[2] its allocations. ARGV[2] server id,
+// ARGV[3] match id.
+var endScript = newScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HDEL', KEYS[2], ARGV[3]) == 0 then
+  return {'notfound'}
+end
+redis.call('HINCRBY', KEYS[1], 'allocated', -1)
+serverChanged(KEYS[1], ARGV[2])
+return {'ok'}
 `)

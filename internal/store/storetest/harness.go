@@ -47,8 +47,22 @@ func newHarness(t *testing.T, s store.Store) *harness {
 	return &harness{t: t, ctx: t.Context(), s: s, skills: map[string]float64{}}
 }
 
+// tid is the id of the duel ticket called name, and mid that of the duel
+// match: "duel.<name>", in the form of store.NewID, so that a store can
+// read the queue back from the id (store.QueueOfID).
+func tid(name string) string { return duel + "." + name }
+func mid(name string) string { return duel + "." + name }
+
+// queueOf is the queue id names, duel if it names none.
+func queueOf(id string) string {
+	if q, ok := store.QueueOfID(id); ok {
+		return q
+	}
+	return duel
+}
+
 // newTicket builds a searching ticket, version 1, created at base, for a party
-// of the given players.
+// of the given players, in the queue its id names.
 func newTicket(id string, players ...string) contracts.Ticket {
 	ps := make([]contracts.Player, len(players))
 	for i, p := range players {
@@ -56,7 +70,7 @@ func newTicket(id string, players ...string) contracts.Ticket {
 	}
 	return contracts.Ticket{
 		ID:        id,
-		Queue:     duel,
+		Queue:     queueOf(id),
 		Status:    contracts.StatusSearching,
 		Version:   1,
 		CreatedAt: base,
@@ -65,11 +79,12 @@ func newTicket(id string, players ...string) contracts.Ticket {
 	}
 }
 
-// newMatch builds a match of the given tickets, one team per ticket.
+// newMatch builds a match of the given tickets, one team per ticket, in the
+// queue its id names.
 func newMatch(id, region string, tickets ...contracts.Ticket) contracts.Match {
 	m := contracts.Match{
 		ID:             id,
-		Queue:          duel,
+		Queue:          queueOf(id),
 		Region:         region,
 		CreatedAt:      base,
 		AssignDeadline: base.Add(time.Minute),
@@ -138,7 +153,7 @@ func (h *harness) wantNoTicket(id string) {
 func (h *harness) wantFree(players ...string) {
 	h.t.Helper()
 	h.probes++
-	id := fmt.Sprintf("probe-%d", h.probes)
+	id := tid(fmt.Sprintf("probe-%d", h.probes))
 	if err := h.s.CreateTicket(h.ctx, newTicket(id, players...), base.Add(time.Hour)); err != nil {
 		h.t.Errorf("players %v should be free: CreateTicket: %v", players, err)
 		return
@@ -152,7 +167,7 @@ func (h *harness) wantFree(players ...string) {
 func (h *harness) wantBusy(player, holder string) {
 	h.t.Helper()
 	h.probes++
-	id := fmt.Sprintf("probe-%d", h.probes)
+	id := tid(fmt.Sprintf("probe-%d", h.probes))
 	err := h.s.CreateTicket(h.ctx, newTicket(id, player), base.Add(time.Hour))
 	checkBusy(h.t, err, player, holder)
 	if err == nil {

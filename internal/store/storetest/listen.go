@@ -119,39 +119,39 @@ func testListen(t *testing.T, listenOn, changeOn store.Store) {
 	r := listen(t, listenOn)
 	h := newHarness(t, changeOn)
 
-	tks := h.solo("a", "b", "c", "d", "e", "g")
-	h.createExpiring(at(60), "f", "p-f")
+	tks := h.solo(tid("a"), tid("b"), tid("c"), tid("d"), tid("e"), tid("g"))
+	h.createExpiring(at(60), tid("f"), "p-f")
 	srv := h.server("gs-1", euWest, 2)
 
-	if _, err := h.s.CancelTicket(h.ctx, "a", at(1)); err != nil {
+	if _, err := h.s.CancelTicket(h.ctx, tid("a"), at(1)); err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}
-	r.want(t, ticketChange("a", 2))
+	r.want(t, ticketChange(tid("a"), 2))
 
-	h.claim("m-1", tks[1], tks[2])
-	r.want(t, ticketChange("b", 2), ticketChange("c", 2))
+	h.claim(mid("m-1"), tks[1], tks[2])
+	r.want(t, ticketChange(tid("b"), 2), ticketChange(tid("c"), 2))
 
-	h.assign("m-1")
-	r.want(t, ticketChange("b", 3), ticketChange("c", 3),
+	h.assign(mid("m-1"))
+	r.want(t, ticketChange(tid("b"), 3), ticketChange(tid("c"), 3),
 		store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: srv.Version + 1})
 
-	if err := h.s.EndMatch(h.ctx, "gs-1", "m-1", at(3)); err != nil {
+	if err := h.s.EndMatch(h.ctx, "gs-1", mid("m-1"), at(3)); err != nil {
 		t.Fatalf("EndMatch: %v", err)
 	}
 	r.want(t, store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: srv.Version + 2})
 
-	h.claim("m-2", tks[3], tks[4])
-	if err := h.s.FailMatch(h.ctx, "m-2", contracts.ReasonNoServerCapacity, at(4)); err != nil {
+	h.claim(mid("m-2"), tks[3], tks[4])
+	if err := h.s.FailMatch(h.ctx, mid("m-2"), contracts.ReasonNoServerCapacity, at(4)); err != nil {
 		t.Fatalf("FailMatch: %v", err)
 	}
-	r.want(t, ticketChange("d", 2), ticketChange("e", 2), ticketChange("d", 3), ticketChange("e", 3))
+	r.want(t, ticketChange(tid("d"), 2), ticketChange(tid("e"), 2), ticketChange(tid("d"), 3), ticketChange(tid("e"), 3))
 
-	if ok, err := h.s.ExpireTicket(h.ctx, "g", at(5)); err != nil || !ok {
+	if ok, err := h.s.ExpireTicket(h.ctx, tid("g"), at(5)); err != nil || !ok {
 		t.Fatalf("ExpireTicket = %v, %v", ok, err)
 	}
-	r.want(t, ticketChange("g", 2))
+	r.want(t, ticketChange(tid("g"), 2))
 	if got, err := h.s.ExpireDue(h.ctx, at(60), 10); err != nil || len(got) != 1 {
 		t.Fatalf("ExpireDue = %v, %v; want [f]", got, err)
 	}
-	r.want(t, ticketChange("f", 2))
+	r.want(t, ticketChange(tid("f"), 2))
 }

@@ -45,7 +45,7 @@ func raceClaim(t *testing.T, stores []store.Store, size int) {
 	h := newHarness(t, stores[0])
 	all := make([]contracts.Ticket, tickets)
 	for i := range all {
-		all[i] = h.create(fmt.Sprintf("t-%03d", i), fmt.Sprintf("p-%03d", i))
+		all[i] = h.create(tid(fmt.Sprintf("t-%03d", i)), fmt.Sprintf("p-%03d", i))
 	}
 
 	won := make([][]contracts.Match, workers)
@@ -57,7 +57,7 @@ func raceClaim(t *testing.T, stores []store.Store, size int) {
 			for _, i := range rng.Perm(tickets)[:size] {
 				picked = append(picked, all[i])
 			}
-			m := newMatch(fmt.Sprintf("m-%d-%d", w, k), euWest, picked...)
+			m := newMatch(mid(fmt.Sprintf("m-%d-%d", w, k)), euWest, picked...)
 			err := s.ClaimMatch(h.ctx, m, at(1))
 			switch {
 			case err == nil:
@@ -106,9 +106,9 @@ func raceClaim(t *testing.T, stores []store.Store, size int) {
 func testRaceCancelClaim(t *testing.T, stores []store.Store) {
 	h := newHarness(t, stores[0])
 	for round := range 30 {
-		a := h.create(fmt.Sprintf("a-%d", round), fmt.Sprintf("p-a-%d", round))
-		b := h.create(fmt.Sprintf("b-%d", round), fmt.Sprintf("p-b-%d", round))
-		m := newMatch(fmt.Sprintf("m-%d", round), euWest, a, b)
+		a := h.create(tid(fmt.Sprintf("a-%d", round)), fmt.Sprintf("p-a-%d", round))
+		b := h.create(tid(fmt.Sprintf("b-%d", round)), fmt.Sprintf("p-b-%d", round))
+		m := newMatch(mid(fmt.Sprintf("m-%d", round)), euWest, a, b)
 		var (
 			cancelled contracts.Ticket
 			cancelErr error
@@ -151,7 +151,7 @@ func testRaceCreateSamePlayer(t *testing.T, stores []store.Store) {
 		player := fmt.Sprintf("p-%d", round)
 		errs := make([]error, workers)
 		together(workers, func(i int) {
-			tk := newTicket(fmt.Sprintf("t-%d-%d", round, i), player)
+			tk := newTicket(tid(fmt.Sprintf("t-%d-%d", round, i)), player)
 			errs[i] = stores[i%len(stores)].CreateTicket(h.ctx, tk, at(3600))
 		})
 		winner := ""
@@ -160,14 +160,14 @@ func testRaceCreateSamePlayer(t *testing.T, stores []store.Store) {
 				if winner != "" {
 					t.Fatalf("round %d: tickets %s and t-%d-%d both created for player %s", round, winner, round, i, player)
 				}
-				winner = fmt.Sprintf("t-%d-%d", round, i)
+				winner = tid(fmt.Sprintf("t-%d-%d", round, i))
 			}
 		}
 		if winner == "" {
 			t.Fatalf("round %d: no create succeeded: %v", round, errs)
 		}
 		for i, err := range errs {
-			if id := fmt.Sprintf("t-%d-%d", round, i); id != winner {
+			if id := tid(fmt.Sprintf("t-%d-%d", round, i)); id != winner {
 				checkBusy(t, err, player, winner)
 				h.wantNoTicket(id)
 			}
@@ -187,7 +187,7 @@ func testRaceAssignOneSlot(t *testing.T, stores []store.Store) {
 		h.server(server, region, 1)
 		ms := make([]contracts.Match, matches)
 		for i := range ms {
-			ms[i] = h.matched(fmt.Sprintf("m-%d-%d", round, i), region)
+			ms[i] = h.matched(mid(fmt.Sprintf("m-%d-%d", round, i)), region)
 		}
 		errs := make([]error, matches)
 		together(matches, func(i int) {
@@ -241,7 +241,7 @@ func testRaceAssignManyServers(t *testing.T, stores []store.Store) {
 	}
 	work := make(chan contracts.Match, matches)
 	for i := range matches {
-		work <- h.matched(fmt.Sprintf("m-%02d", i), euWest)
+		work <- h.matched(mid(fmt.Sprintf("m-%02d", i)), euWest)
 	}
 	close(work)
 

@@ -36,8 +36,8 @@ func testRegisterServer(t *testing.T, h *harness) {
 		t.Errorf("allocations of a new server = %s, want none at version %d", jsonOf(a), srv.Version)
 	}
 
-	h.matched("m-1", euWest)
-	h.assign("m-1")
+	h.matched(mid("m-1"), euWest)
+	h.assign(mid("m-1"))
 	allocated := h.getServer("gs-1")
 
 	// A heartbeat updates what the server says of itself and keeps its
@@ -51,7 +51,7 @@ func testRegisterServer(t *testing.T, h *harness) {
 		ExpiresAt: at(70), Version: allocated.Version}
 	sameServer(t, srv, want)
 	sameServer(t, h.getServer("gs-1"), want)
-	if a := h.allocations("gs-1"); a.Version != allocated.Version || len(a.Allocations) != 1 || a.Allocations[0].MatchID != "m-1" {
+	if a := h.allocations("gs-1"); a.Version != allocated.Version || len(a.Allocations) != 1 || a.Allocations[0].MatchID != mid("m-1") {
 		t.Errorf("allocations after a heartbeat = %s, want m-1 at version %d", jsonOf(a), allocated.Version)
 	}
 
@@ -79,8 +79,8 @@ func testDrainServer(t *testing.T, h *harness) {
 	if !h.getServer("gs-1").Draining {
 		t.Errorf("server undrained by a heartbeat")
 	}
-	h.matched("m-1", euWest)
-	if _, err := h.s.AssignMatch(h.ctx, "m-1", at(11)); !errors.Is(err, store.ErrNoCapacity) {
+	h.matched(mid("m-1"), euWest)
+	if _, err := h.s.AssignMatch(h.ctx, mid("m-1"), at(11)); !errors.Is(err, store.ErrNoCapacity) {
 		t.Errorf("AssignMatch with only a drained server: %v, want ErrNoCapacity", err)
 	}
 	if _, err := h.s.DrainServer(h.ctx, "gs-unknown"); !errors.Is(err, store.ErrNotFound) {
@@ -132,8 +132,8 @@ func testAssignChoosesServer(t *testing.T, h *harness) {
 					}
 				}
 			}
-			m := h.matched("m-1", tc.region)
-			got, err := h.s.AssignMatch(h.ctx, "m-1", at(1))
+			m := h.matched(mid("m-1"), tc.region)
+			got, err := h.s.AssignMatch(h.ctx, mid("m-1"), at(1))
 			if tc.want == "" {
 				if !errors.Is(err, store.ErrNoCapacity) {
 					t.Fatalf("AssignMatch = %s, %v; want ErrNoCapacity", jsonOf(got), err)
@@ -159,7 +159,7 @@ func testAssignFreeSlots(t *testing.T, h *harness) {
 	h.server("gs-a", euWest, 3)
 	h.server("gs-b", euWest, 2)
 	for i, want := range []string{"gs-a", "gs-a", "gs-b", "gs-a", "gs-b", ""} {
-		id := fmt.Sprintf("m-%d", i)
+		id := mid(fmt.Sprintf("m-%d", i))
 		h.matched(id, euWest)
 		got, err := h.s.AssignMatch(h.ctx, id, at(1))
 		if want == "" {
@@ -181,12 +181,12 @@ func testAssignFreeSlots(t *testing.T, h *harness) {
 
 func testAssignMatch(t *testing.T, h *harness) {
 	before := h.server("gs-1", euWest, 2)
-	tks := []contracts.Ticket{h.create("a", "p-a1", "p-a2"), h.create("b", "p-b")}
-	m := newMatch("m-1", euWest, tks...)
+	tks := []contracts.Ticket{h.create(tid("a"), "p-a1", "p-a2"), h.create(tid("b"), "p-b")}
+	m := newMatch(mid("m-1"), euWest, tks...)
 	if err := h.s.ClaimMatch(h.ctx, m, at(1)); err != nil {
 		t.Fatalf("ClaimMatch: %v", err)
 	}
-	got, err := h.s.AssignMatch(h.ctx, "m-1", at(5))
+	got, err := h.s.AssignMatch(h.ctx, mid("m-1"), at(5))
 	if err != nil {
 		t.Fatalf("AssignMatch: %v", err)
 	}
@@ -214,7 +214,7 @@ func testAssignMatch(t *testing.T, h *harness) {
 			t.Fatalf("allocations = %s, want m-1 at version %d", jsonOf(a), srv.Version)
 		}
 		al := a.Allocations[0]
-		if al.MatchID != "m-1" || al.Queue != m.Queue || !reflect.DeepEqual(al.Teams, m.Teams) ||
+		if al.MatchID != mid("m-1") || al.Queue != m.Queue || !reflect.DeepEqual(al.Teams, m.Teams) ||
 			!reflect.DeepEqual(al.Players, m.Players) || !reflect.DeepEqual(al.TicketIDs, m.TicketIDs) {
 			t.Errorf("allocation = %s, want the players, teams and tickets of %s", jsonOf(al), jsonOf(m))
 		}
@@ -230,13 +230,13 @@ func testAssignMatch(t *testing.T, h *harness) {
 	if _, err := h.s.DrainServer(h.ctx, "gs-1"); err != nil {
 		t.Fatalf("DrainServer: %v", err)
 	}
-	again, err := h.s.AssignMatch(h.ctx, "m-1", at(6))
+	again, err := h.s.AssignMatch(h.ctx, mid("m-1"), at(6))
 	if err != nil || again != want {
 		t.Fatalf("AssignMatch again = %s, %v; want %s", jsonOf(again), err, jsonOf(want))
 	}
 	check()
 
-	if err := h.s.FailMatch(h.ctx, "m-1", "test", at(7)); !errors.Is(err, store.ErrConflict) {
+	if err := h.s.FailMatch(h.ctx, mid("m-1"), "test", at(7)); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("FailMatch of an assigned match: %v, want ErrConflict", err)
 	}
 	check()
@@ -244,14 +244,16 @@ func testAssignMatch(t *testing.T, h *harness) {
 
 func testAssignErrors(t *testing.T, h *harness) {
 	h.server("gs-1", euWest, 2)
-	if _, err := h.s.AssignMatch(h.ctx, "m-unknown", at(1)); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("AssignMatch of an unknown match: %v, want ErrNotFound", err)
+	for _, id := range []string{mid("m-unknown"), "m-unknown"} {
+		if _, err := h.s.AssignMatch(h.ctx, id, at(1)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("AssignMatch(%s) of an unknown match: %v, want ErrNotFound", id, err)
+		}
 	}
-	m := h.matched("m-1", euWest)
-	if err := h.s.FailMatch(h.ctx, "m-1", contracts.ReasonNoServerCapacity, at(1)); err != nil {
+	m := h.matched(mid("m-1"), euWest)
+	if err := h.s.FailMatch(h.ctx, mid("m-1"), contracts.ReasonNoServerCapacity, at(1)); err != nil {
 		t.Fatalf("FailMatch: %v", err)
 	}
-	if _, err := h.s.AssignMatch(h.ctx, "m-1", at(2)); !errors.Is(err, store.ErrConflict) {
+	if _, err := h.s.AssignMatch(h.ctx, mid("m-1"), at(2)); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("AssignMatch of a failed match: %v, want ErrConflict", err)
 	}
 	for _, id := range m.TicketIDs {
@@ -263,10 +265,10 @@ func testAssignErrors(t *testing.T, h *harness) {
 }
 
 func testFailMatch(t *testing.T, h *harness) {
-	tks := []contracts.Ticket{h.create("a", "p-a1", "p-a2"), h.create("b", "p-b")}
-	h.claim("m-1", tks...)
+	tks := []contracts.Ticket{h.create(tid("a"), "p-a1", "p-a2"), h.create(tid("b"), "p-b")}
+	h.claim(mid("m-1"), tks...)
 	for i := range 2 { // failing again is harmless
-		if err := h.s.FailMatch(h.ctx, "m-1", contracts.ReasonNoServerCapacity, at(5+i)); err != nil {
+		if err := h.s.FailMatch(h.ctx, mid("m-1"), contracts.ReasonNoServerCapacity, at(5+i)); err != nil {
 			t.Fatalf("FailMatch #%d: %v", i+1, err)
 		}
 		for _, tk := range tks {
@@ -277,22 +279,24 @@ func testFailMatch(t *testing.T, h *harness) {
 		}
 	}
 	h.wantFree("p-a1", "p-a2", "p-b")
-	if err := h.s.FailMatch(h.ctx, "m-unknown", "test", at(5)); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("FailMatch of an unknown match: %v, want ErrNotFound", err)
+	for _, id := range []string{mid("m-unknown"), "m-unknown"} {
+		if err := h.s.FailMatch(h.ctx, id, "test", at(5)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("FailMatch(%s) of an unknown match: %v, want ErrNotFound", id, err)
+		}
 	}
 }
 
 func testEndMatch(t *testing.T, h *harness) {
 	h.server("gs-1", euWest, 1)
 	h.server("gs-2", usEast, 1)
-	h.matched("m-1", euWest)
-	h.matched("m-2", euWest)
-	h.assign("m-1")
-	if _, err := h.s.AssignMatch(h.ctx, "m-2", at(3)); !errors.Is(err, store.ErrNoCapacity) {
+	h.matched(mid("m-1"), euWest)
+	h.matched(mid("m-2"), euWest)
+	h.assign(mid("m-1"))
+	if _, err := h.s.AssignMatch(h.ctx, mid("m-2"), at(3)); !errors.Is(err, store.ErrNoCapacity) {
 		t.Fatalf("AssignMatch to a full server: %v, want ErrNoCapacity", err)
 	}
 	full := h.getServer("gs-1")
-	if err := h.s.EndMatch(h.ctx, "gs-1", "m-1", at(4)); err != nil {
+	if err := h.s.EndMatch(h.ctx, "gs-1", mid("m-1"), at(4)); err != nil {
 		t.Fatalf("EndMatch: %v", err)
 	}
 	srv := h.getServer("gs-1")
@@ -303,15 +307,15 @@ func testEndMatch(t *testing.T, h *harness) {
 		t.Errorf("allocations after EndMatch = %s, want none at version %d", jsonOf(a), srv.Version)
 	}
 	// The freed slot takes the next match.
-	if got, err := h.s.AssignMatch(h.ctx, "m-2", at(5)); err != nil || got.ServerID != "gs-1" {
+	if got, err := h.s.AssignMatch(h.ctx, mid("m-2"), at(5)); err != nil || got.ServerID != "gs-1" {
 		t.Fatalf("AssignMatch after EndMatch = %s, %v; want gs-1", jsonOf(got), err)
 	}
 
 	for _, c := range []struct{ server, match string }{
-		{"gs-1", "m-1"},       // already ended
-		{"gs-2", "m-2"},       // hosted elsewhere
-		{"gs-1", "m-unknown"}, // no such match
-		{"gs-unknown", "m-2"}, // no such server
+		{"gs-1", mid("m-1")},       // already ended
+		{"gs-2", mid("m-2")},       // hosted elsewhere
+		{"gs-1", mid("m-unknown")}, // no such match
+		{"gs-unknown", mid("m-2")}, // no such server
 	} {
 		if err := h.s.EndMatch(h.ctx, c.server, c.match, at(6)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("EndMatch(%s, %s): %v, want ErrNotFound", c.server, c.match, err)

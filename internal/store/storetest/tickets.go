@@ -11,7 +11,7 @@ import (
 )
 
 func testCreateRoundTrip(t *testing.T, h *harness) {
-	tk := newTicket("t-1", "p-1", "p-2")
+	tk := newTicket(tid("t-1"), "p-1", "p-2")
 	tk.CreatedAt = base.Add(123456789 * time.Nanosecond)
 	tk.UpdatedAt = tk.CreatedAt
 	tk.Latencies = map[string]float64{euWest: 31, usEast: 112.5}
@@ -20,19 +20,20 @@ func testCreateRoundTrip(t *testing.T, h *harness) {
 	if err := h.s.CreateTicket(h.ctx, tk, base.Add(time.Hour)); err != nil {
 		t.Fatalf("CreateTicket: %v", err)
 	}
-	sameTicket(t, h.get("t-1"), tk)
-	h.wantNoTicket("t-2")
+	sameTicket(t, h.get(tid("t-1")), tk)
+	h.wantNoTicket(tid("t-2"))
+	h.wantNoTicket("t-1")
 }
 
 func testCreatePlayerBusy(t *testing.T, h *harness) {
-	h.create("t-1", "p-1", "p-2")
-	err := h.s.CreateTicket(h.ctx, newTicket("t-2", "p-3", "p-2"), base.Add(time.Hour))
-	checkBusy(t, err, "p-2", "t-1")
-	h.wantNoTicket("t-2")
+	h.create(tid("t-1"), "p-1", "p-2")
+	err := h.s.CreateTicket(h.ctx, newTicket(tid("t-2"), "p-3", "p-2"), base.Add(time.Hour))
+	checkBusy(t, err, "p-2", tid("t-1"))
+	h.wantNoTicket(tid("t-2"))
 	// Nothing of t-2 was written: its free member can still queue alone.
 	h.wantFree("p-3")
-	h.want("t-1", contracts.StatusSearching, 1)
-	h.wantBusy("p-1", "t-1")
+	h.want(tid("t-1"), contracts.StatusSearching, 1)
+	h.wantBusy("p-1", tid("t-1"))
 }
 
 // testPlayersReleased checks that a ticket's players are released when it
@@ -55,34 +56,34 @@ func testPlayersReleased(t *testing.T, h *harness) {
 			}
 		}},
 		{"matched", contracts.StatusMatched, false, func(h *harness, a, b contracts.Ticket) {
-			h.claim("m-1", a, b)
+			h.claim(mid("m-1"), a, b)
 		}},
 		{"failed", contracts.StatusFailed, true, func(h *harness, a, b contracts.Ticket) {
-			h.claim("m-1", a, b)
-			if err := h.s.FailMatch(h.ctx, "m-1", contracts.ReasonNoServerCapacity, at(2)); err != nil {
+			h.claim(mid("m-1"), a, b)
+			if err := h.s.FailMatch(h.ctx, mid("m-1"), contracts.ReasonNoServerCapacity, at(2)); err != nil {
 				h.t.Fatalf("FailMatch: %v", err)
 			}
 		}},
 		{"assigned", contracts.StatusAssigned, true, func(h *harness, a, b contracts.Ticket) {
 			h.server("gs-1", euWest, 1)
-			h.claim("m-1", a, b)
-			h.assign("m-1")
+			h.claim(mid("m-1"), a, b)
+			h.assign(mid("m-1"))
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := h.fresh(t)
-			a := h.create("a", "p-a1", "p-a2")
-			b := h.create("b", "p-b")
+			a := h.create(tid("a"), "p-a1", "p-a2")
+			b := h.create(tid("b"), "p-b")
 			tc.drive(h, a, b)
-			if got := h.get("a").Status; got != tc.status {
+			if got := h.get(tid("a")).Status; got != tc.status {
 				t.Fatalf("ticket a is %s, want %s", got, tc.status)
 			}
 			if tc.released {
 				h.wantFree("p-a1", "p-a2")
 			} else {
-				h.wantBusy("p-a1", "a")
-				h.wantBusy("p-a2", "a")
+				h.wantBusy("p-a1", tid("a"))
+				h.wantBusy("p-a2", tid("a"))
 			}
 		})
 	}
@@ -92,7 +93,7 @@ func testPlayersReleased(t *testing.T, h *harness) {
 // through the values they passed in or got back.
 func testRecordsAreCopied(t *testing.T, h *harness) {
 	mk := func() contracts.Ticket {
-		tk := newTicket("t-1", "p-1")
+		tk := newTicket(tid("t-1"), "p-1")
 		tk.Latencies = map[string]float64{euWest: 20}
 		tk.Attributes = map[string]string{"platform": "pc"}
 		return tk
@@ -104,12 +105,12 @@ func testRecordsAreCopied(t *testing.T, h *harness) {
 	tk.Players[0].ID = "changed"
 	tk.Latencies[euWest] = 999
 	tk.Attributes["platform"] = "changed"
-	got := h.get("t-1")
+	got := h.get(tid("t-1"))
 	sameTicket(t, got, mk())
 	got.Players[0].Skill = -1
 	got.Latencies["x"] = 1
 	got.Attributes["x"] = "y"
-	sameTicket(t, h.get("t-1"), mk())
+	sameTicket(t, h.get(tid("t-1")), mk())
 
 	e := h.entry(mk(), 1500, base)
 	e.Latencies = map[string]float64{euWest: 20}
@@ -124,40 +125,40 @@ func testRecordsAreCopied(t *testing.T, h *harness) {
 		t.Fatalf("pool entry changed through a returned map: %s", jsonOf(es))
 	}
 
-	b := h.create("t-2", "p-2")
-	m := newMatch("m-1", euWest, mk(), b)
+	b := h.create(tid("t-2"), "p-2")
+	m := newMatch(mid("m-1"), euWest, mk(), b)
 	if err := h.s.ClaimMatch(h.ctx, m, at(1)); err != nil {
 		t.Fatalf("ClaimMatch: %v", err)
 	}
-	want := newMatch("m-1", euWest, mk(), b)
+	want := newMatch(mid("m-1"), euWest, mk(), b)
 	m.Teams[0][0] = "changed"
 	m.TicketIDs[0] = "changed"
 	m.Players[0].ID = "changed"
-	got2, err := h.s.Match(h.ctx, "m-1")
+	got2, err := h.s.Match(h.ctx, mid("m-1"))
 	if err != nil {
 		t.Fatalf("Match: %v", err)
 	}
 	sameMatch(t, got2, want)
 	got2.Teams[0][0] = "changed"
-	tk1 := h.get("t-1")
+	tk1 := h.get(tid("t-1"))
 	tk1.Match.Teams[0][0] = "changed"
-	got3, err := h.s.Match(h.ctx, "m-1")
+	got3, err := h.s.Match(h.ctx, mid("m-1"))
 	if err != nil {
 		t.Fatalf("Match: %v", err)
 	}
 	sameMatch(t, got3, want)
-	if r := h.get("t-1").Match; r == nil || r.Teams[0][0] != "p-1" {
+	if r := h.get(tid("t-1")).Match; r == nil || r.Teams[0][0] != "p-1" {
 		t.Fatalf("match ref changed through a returned ticket: %s", jsonOf(r))
 	}
 }
 
 func testDeleteTicket(t *testing.T, h *harness) {
-	a := h.createExpiring(at(60), "a", "p-a")
+	a := h.createExpiring(at(60), tid("a"), "p-a")
 	h.pool(a, 1500)
-	if err := h.s.DeleteTicket(h.ctx, "a"); err != nil {
+	if err := h.s.DeleteTicket(h.ctx, tid("a")); err != nil {
 		t.Fatalf("DeleteTicket: %v", err)
 	}
-	h.wantNoTicket("a")
+	h.wantNoTicket(tid("a"))
 	if es := h.candidates(duel, 1500, 100, 10); len(es) != 0 {
 		t.Errorf("pool still holds %v after DeleteTicket", ids(es))
 	}
@@ -168,7 +169,7 @@ func testDeleteTicket(t *testing.T, h *harness) {
 	if ok, err := h.s.AddToPool(h.ctx, duel, h.entry(a, 1500, base)); err != nil || ok {
 		t.Errorf("AddToPool of a deleted ticket = %v, %v; want false", ok, err)
 	}
-	for _, id := range []string{"a", "never-existed"} {
+	for _, id := range []string{tid("a"), tid("never-existed"), "never-existed"} {
 		if err := h.s.DeleteTicket(h.ctx, id); err != nil {
 			t.Errorf("DeleteTicket(%s) of an unknown ticket: %v", id, err)
 		}
@@ -176,31 +177,33 @@ func testDeleteTicket(t *testing.T, h *harness) {
 }
 
 func testCancelTicket(t *testing.T, h *harness) {
-	a := h.create("a", "p-a1", "p-a2")
+	a := h.create(tid("a"), "p-a1", "p-a2")
 	h.pool(a, 1500)
-	got, err := h.s.CancelTicket(h.ctx, "a", at(5))
+	got, err := h.s.CancelTicket(h.ctx, tid("a"), at(5))
 	if err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}
 	want := a
 	want.Status, want.Version, want.UpdatedAt = contracts.StatusCancelled, 2, at(5)
 	sameTicket(t, got, want)
-	sameTicket(t, h.get("a"), want)
-	if h.inPool("a") {
+	sameTicket(t, h.get(tid("a")), want)
+	if h.inPool(tid("a")) {
 		t.Errorf("cancelled ticket is still a candidate")
 	}
 	h.wantFree("p-a1", "p-a2")
 
 	// Cancelling again answers the cancelled ticket and changes nothing.
-	got, err = h.s.CancelTicket(h.ctx, "a", at(9))
+	got, err = h.s.CancelTicket(h.ctx, tid("a"), at(9))
 	if err != nil {
 		t.Fatalf("CancelTicket again: %v", err)
 	}
 	sameTicket(t, got, want)
-	sameTicket(t, h.get("a"), want)
+	sameTicket(t, h.get(tid("a")), want)
 
-	if _, err := h.s.CancelTicket(h.ctx, "nope", at(9)); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("CancelTicket of an unknown ticket: %v, want ErrNotFound", err)
+	for _, id := range []string{tid("nope"), "nope"} {
+		if _, err := h.s.CancelTicket(h.ctx, id, at(9)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("CancelTicket(%s) of an unknown ticket: %v, want ErrNotFound", id, err)
+		}
 	}
 }
 
@@ -212,12 +215,12 @@ func testCancelConflict(t *testing.T, h *harness) {
 		drive   func(h *harness, a, b contracts.Ticket)
 	}{
 		{"matched", contracts.StatusMatched, 2, func(h *harness, a, b contracts.Ticket) {
-			h.claim("m-1", a, b)
+			h.claim(mid("m-1"), a, b)
 		}},
 		{"assigned", contracts.StatusAssigned, 3, func(h *harness, a, b contracts.Ticket) {
 			h.server("gs-1", euWest, 1)
-			h.claim("m-1", a, b)
-			h.assign("m-1")
+			h.claim(mid("m-1"), a, b)
+			h.assign(mid("m-1"))
 		}},
 		{"expired", contracts.StatusExpired, 2, func(h *harness, a, _ contracts.Ticket) {
 			if ok, err := h.s.ExpireTicket(h.ctx, a.ID, at(1)); err != nil || !ok {
@@ -225,8 +228,8 @@ func testCancelConflict(t *testing.T, h *harness) {
 			}
 		}},
 		{"failed", contracts.StatusFailed, 3, func(h *harness, a, b contracts.Ticket) {
-			h.claim("m-1", a, b)
-			if err := h.s.FailMatch(h.ctx, "m-1", "test", at(2)); err != nil {
+			h.claim(mid("m-1"), a, b)
+			if err := h.s.FailMatch(h.ctx, mid("m-1"), "test", at(2)); err != nil {
 				h.t.Fatalf("FailMatch: %v", err)
 			}
 		}},
@@ -234,66 +237,68 @@ func testCancelConflict(t *testing.T, h *harness) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := h.fresh(t)
-			a, b := h.create("a", "p-a"), h.create("b", "p-b")
+			a, b := h.create(tid("a"), "p-a"), h.create(tid("b"), "p-b")
 			tc.drive(h, a, b)
-			before := h.want("a", tc.status, tc.version)
-			got, err := h.s.CancelTicket(h.ctx, "a", at(9))
-			checkConflict(t, "CancelTicket", err, "a", tc.status)
+			before := h.want(tid("a"), tc.status, tc.version)
+			got, err := h.s.CancelTicket(h.ctx, tid("a"), at(9))
+			checkConflict(t, "CancelTicket", err, tid("a"), tc.status)
 			sameTicket(t, got, before)
-			sameTicket(t, h.get("a"), before)
+			sameTicket(t, h.get(tid("a")), before)
 		})
 	}
 }
 
 func testExpireTicket(t *testing.T, h *harness) {
-	a := h.create("a", "p-a")
+	a := h.create(tid("a"), "p-a")
 	h.pool(a, 1500)
-	if ok, err := h.s.ExpireTicket(h.ctx, "a", at(5)); err != nil || !ok {
+	if ok, err := h.s.ExpireTicket(h.ctx, tid("a"), at(5)); err != nil || !ok {
 		t.Fatalf("ExpireTicket = %v, %v; want true", ok, err)
 	}
-	h.want("a", contracts.StatusExpired, 2)
-	if h.inPool("a") {
+	h.want(tid("a"), contracts.StatusExpired, 2)
+	if h.inPool(tid("a")) {
 		t.Errorf("expired ticket is still a candidate")
 	}
 	h.wantFree("p-a")
-	if ok, err := h.s.ExpireTicket(h.ctx, "a", at(6)); err != nil || ok {
+	if ok, err := h.s.ExpireTicket(h.ctx, tid("a"), at(6)); err != nil || ok {
 		t.Errorf("ExpireTicket again = %v, %v; want false", ok, err)
 	}
-	h.want("a", contracts.StatusExpired, 2)
+	h.want(tid("a"), contracts.StatusExpired, 2)
 
-	b, c := h.create("b", "p-b"), h.create("c", "p-c")
-	h.claim("m-1", b, c)
-	d := h.create("d", "p-d")
+	b, c := h.create(tid("b"), "p-b"), h.create(tid("c"), "p-c")
+	h.claim(mid("m-1"), b, c)
+	d := h.create(tid("d"), "p-d")
 	if _, err := h.s.CancelTicket(h.ctx, d.ID, at(1)); err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}
-	for _, id := range []string{"b", "d", "unknown"} {
+	for _, id := range []string{tid("b"), tid("d"), tid("unknown"), "unknown"} {
 		if ok, err := h.s.ExpireTicket(h.ctx, id, at(6)); err != nil || ok {
 			t.Errorf("ExpireTicket(%s) = %v, %v; want false, nil", id, ok, err)
 		}
 	}
-	h.want("b", contracts.StatusMatched, 2)
-	h.want("d", contracts.StatusCancelled, 2)
+	h.want(tid("b"), contracts.StatusMatched, 2)
+	h.want(tid("d"), contracts.StatusCancelled, 2)
 }
 
 func testExpireDue(t *testing.T, h *harness) {
 	now := at(180)
-	due := []string{"d1", "d2", "d3"}
-	h.createExpiring(at(60), "d1", "p-d1")
-	h.createExpiring(at(120), "d2", "p-d2")
-	h.createExpiring(now, "d3", "p-d3") // due exactly at now
-	h.createExpiring(at(600), "later", "p-later")
-	c := h.createExpiring(at(60), "c", "p-c")
-	m1 := h.createExpiring(at(60), "m1", "p-m1")
-	m2 := h.createExpiring(at(60), "m2", "p-m2")
-	h.pool(h.get("d1"), 1500)
+	// Due tickets in two queues, one of them not in any pool.
+	due := []string{tid("d1"), tid("d2"), tid("d3"), "ranked.r1"}
+	h.createExpiring(at(60), tid("d1"), "p-d1")
+	h.createExpiring(at(120), tid("d2"), "p-d2")
+	h.createExpiring(now, tid("d3"), "p-d3") // due exactly at now
+	h.createExpiring(at(90), "ranked.r1", "p-r1")
+	h.createExpiring(at(600), tid("later"), "p-later")
+	c := h.createExpiring(at(60), tid("c"), "p-c")
+	m1 := h.createExpiring(at(60), tid("m1"), "p-m1")
+	m2 := h.createExpiring(at(60), tid("m2"), "p-m2")
+	h.pool(h.get(tid("d1")), 1500)
 	if _, err := h.s.CancelTicket(h.ctx, c.ID, at(1)); err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}
-	h.claim("m-1", m1, m2)
+	h.claim(mid("m-1"), m1, m2)
 
 	var all []string
-	for i, wantN := range []int{2, 1, 0} {
+	for i, wantN := range []int{2, 2, 0} {
 		got, err := h.s.ExpireDue(h.ctx, now, 2)
 		if err != nil {
 			t.Fatalf("ExpireDue call %d: %v", i+1, err)
@@ -307,20 +312,20 @@ func testExpireDue(t *testing.T, h *harness) {
 		t.Errorf("ExpireDue returned %v in all, want %v once each", all, due)
 	}
 	for _, id := range due {
-		h.want(id, contracts.StatusExpired, 2)
-		h.wantFree("p-" + id)
+		tk := h.want(id, contracts.StatusExpired, 2)
+		h.wantFree(tk.PlayerIDs()...)
 	}
-	if h.inPool("d1") {
+	if h.inPool(tid("d1")) {
 		t.Errorf("expired ticket d1 is still a candidate")
 	}
-	h.want("later", contracts.StatusSearching, 1)
-	h.want("c", contracts.StatusCancelled, 2)
-	h.want("m1", contracts.StatusMatched, 2)
-	h.want("m2", contracts.StatusMatched, 2)
+	h.want(tid("later"), contracts.StatusSearching, 1)
+	h.want(tid("c"), contracts.StatusCancelled, 2)
+	h.want(tid("m1"), contracts.StatusMatched, 2)
+	h.want(tid("m2"), contracts.StatusMatched, 2)
 
 	got, err := h.s.ExpireDue(h.ctx, at(600), 10)
-	if err != nil || !slices.Equal(got, []string{"later"}) {
+	if err != nil || !slices.Equal(got, []string{tid("later")}) {
 		t.Errorf("ExpireDue(at 600s) = %v, %v; want [later]", got, err)
 	}
-	h.want("later", contracts.StatusExpired, 2)
+	h.want(tid("later"), contracts.StatusExpired, 2)
 }

@@ -1,0 +1,234 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/store"
+)
+
+// Player claims.
+//
+// A player's claim <p>{p:<player>} holds the id of their live ticket
+// (DESIGN §4.2). Claims live on the players' own slots, apart from the
+// tickets, so a ticket and its claims never change in one script. Instead
+// every step below keeps one rule true, whatever order other callers'
+// steps interleave in and wherever a process dies:
+//
+//	A claim names a ticket that is live, or one that is missing or
+//	terminal. In the second case the claim is stale and anyone may take
+//	it over.
+//
+// CreateTicket
+//
+//  1. writes the ticket in its queue's slot, with its expiry index entry,
+//     before it claims anything. A claim therefore never names a ticket
+//     that was not written yet, which is what makes "missing ticket ⇒
+//     stale claim" safe; and a ticket left behind by a crash in a later
+//     step is searching with an expiry, so the reaper ends it.
+//  2. claims each player in turn, in the order of their ids so that two
+//     creates for overlapping parties meet at the same first player and do
+//     not claim one half each: a script sets the claim if it is free (or
+//     already this ticket's) and otherwise answers its owner.
+//  3. reads an owner's ticket, on its own slot. If it is missing or
+//     terminal the claim is stale, left by a crash between a terminal
+//     change and its release (or by a rollback); step 2 runs again,
+//     allowed to replace exactly that owner (compare-and-set), so a claim
+//     that moved on meanwhile is read again rather than overwritten. If the
+//     owner is live, CreateTicket rolls back as DeleteTicket does and
+//     answers *PlayerBusyError.
+//
+// Release, after a ticket turns terminal (cancel, expiry, assignment,
+// failure) or is deleted: the status change comes first, in the queue's
+// slot; then each claim that still names the ticket is deleted
+// (compare-and-delete, one pipeline). A process that dies in between
+// leaves stale claims, which the next CreateTicket of those players takes
+// over in step 3, and which a repeat of the operation releases.
+//
+// Claims have no expiry: one must not vanish while its ticket lives. A
+// stale claim of a player who never returns stays until they do.
+
+// maxClaimTries bounds how often one claim is tried again after finding a
+// stale owner; each try means another caller moved the claim meanwhile.
+const maxClaimTries = 10
+
+// finishTimeout bounds the steps a call takes to finish a protocol it has
+// started (release, rollback) once its caller has stopped waiting: leaving
+// them half done is safe, but finishing them is better.
+const finishTimeout = 5 * time.Second
+
+// CreateTicket implements store.Store by the protocol above.
+func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+	q, ok := store.QueueOfID(t.ID)
+	if !ok || q != t.Queue {
+		return fmt.Errorf("creating ticket %s: its id does not name its queue %q", t.ID, t.Queue)
+	}
+	fields, err := ticketFields(&t, expiresAt)
+	if err != nil {
+		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
+	}
+	// ExpireDue finds the queue through this set, so it goes first.
+	if err := s.client.SAdd(ctx, s.queuesKey(), q).Err(); err != nil {
+		return fmt.Errorf("creating ticket %s: registering queue: %w", t.ID, err)
+	}
+
+	// Step 1.
+	args := append([]any{t.ID, expiresAt.UnixMilli()}, fields...)
+	r, err := s.run(ctx, createScript, []string{s.ticketKey(q, t.ID), s.expiryKey(q)}, args...)
+	if err != nil {
+		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
+	}
+	switch code(r) {
+	case "ok":
+	case "exists":
+		st, _ := r[1].(string)
+		return fmt.Errorf("creating ticket %s: %w", t.ID, &store.ConflictError{TicketID: t.ID, Status: contracts.Status(st)})
+	default:
+		return fmt.Errorf("creating ticket %s: unexpected reply %v", t.ID, r)
+	}
+
+	// Steps 2 and 3.
+	players := t.PlayerIDs()
+	slices.Sort(players)
+	players = slices.Compact(players)
+	for _, pid := range players {
+		owner, err := s.claimPlayer(ctx, pid, t.ID)
+		if err == nil && owner == "" {
+			continue
+		}
+		var busy error = &store.PlayerBusyError{PlayerID: pid, TicketID: owner}
+		if err != nil {
+			busy = fmt.Errorf("creating ticket %s: %w", t.ID, err)
+		}
+		if rerr := s.rollback(ctx, t.ID); rerr != nil {
+			return errors.Join(busy, fmt.Errorf("creating ticket %s: rolling back: %w", t.ID, rerr))
+		}
+		return busy
+	}
+	return nil
+}
+
+// claimPlayer claims player for ticket, taking over stale claims; it
+// answers the owner if a live ticket holds the claim.
+func (s *Store) claimPlayer(ctx context.Context, player, ticket string) (owner string, err error) {
+	dead := ""
+	for range maxClaimTries {
+		owner, err := s.eval(ctx, claimPlayerScript, []string{s.playerKey(player)}, ticket, dead).Text()
+		if err != nil {
+			return "", fmt.Errorf("claiming player %s: %w", player, err)
+		}
+		if owner == "" {
+			return "", nil
+		}
+		live, err := s.ticketLive(ctx, owner)
+		if err != nil {
+			return "", fmt.Errorf("claiming player %s: %w", player, err)
+		}
+		if live {
+			return owner, nil
+		}
+		dead = owner
+	}
+	return "", fmt.Errorf("claiming player %s: the claim keeps changing hands", player)
+}
+
+// ticketLive reports whether ticket id exists and is not terminal.
+func (s *Store) ticketLive(ctx context.Context, id string) (bool, error) {
+	key, ok := s.ticketKeyOf(id)
+	if !ok {
+		return false, nil
+	}
+	st, err := s.client.HGet(ctx, key, "status").Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading ticket %s: %w", id, err)
+	}
+	return !contracts.Status(st).Terminal(), nil
+}
+
+// rollback undoes a CreateTicket that lost a player to a live ticket. It
+// finishes even if ctx has ended: the caller is told the create failed.
+func (s *Store) rollback(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	return s.DeleteTicket(ctx, id)
+}
+
+// DeleteTicket implements store.Store. The ticket goes first, then its
+// claims: a crash in between leaves claims naming a missing ticket, which
+// are stale.
+func (s *Store) DeleteTicket(ctx context.Context, id string) error {
+	q, ok := store.QueueOfID(id)
+	if !ok {
+		return nil // never issued
+	}
+	keys := append(s.poolKeys(q), s.ticketKey(q, id))
+	r, err := s.run(ctx, deleteScript, keys, id)
+	if err == nil && len(r) != 1 {
+		err = unexpected(r)
+	}
+	if err != nil {
+		return fmt.Errorf("deleting ticket %s: %w", id, err)
+	}
+	pids, _ := r[0].(string)
+	if err := s.release(ctx, claimsOf(id, pids)); err != nil {
+		return fmt.Errorf("deleting ticket %s: %w", id, err)
+	}
+	return nil
+}
+
+// claim is a player's claim held by a ticket.
+type claim struct{ player, ticket string }
+
+// claimsOf lists the claims of ticket id, whose player ids are pids as
+// stored in its hash (a JSON list); none if pids is empty or unreadable.
+func claimsOf(id, pids string) []claim {
+	var players []string
+	if pids == "" || json.Unmarshal([]byte(pids), &players) != nil {
+		return nil
+	}
+	out := make([]claim, len(players))
+	for i, p := range players {
+		out[i] = claim{player: p, ticket: id}
+	}
+	return out
+}
+
+// claimsOfPairs lists the claims of the tickets in a script reply of
+// alternating ticket ids and player-id lists.
+func claimsOfPairs(r []any) []claim {
+	var out []claim
+	for i := 0; i+1 < len(r); i += 2 {
+		id, _ := r[i].(string)
+		pids, _ := r[i+1].(string)
+		out = append(out, claimsOf(id, pids)...)
+	}
+	return out
+}
+
+// release deletes the claims that still name their ticket. It finishes
+// even if ctx has ended, since the change that called for it is made.
+func (s *Store) release(ctx context.Context, claims []claim) error {
+	if len(claims) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	calls := make([]scriptCall, len(claims))
+	for i, c := range claims {
+		calls[i] = scriptCall{keys: []string{s.playerKey(c.player)}, args: []any{c.ticket}}
+	}
+	if err := s.runEach(ctx, releasePlayerScript, calls); err != nil {
+		return fmt.Errorf("releasing players: %w", err)
+	}
+	return nil
+}
