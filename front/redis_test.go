@@ -18,9 +18,7 @@ import (
 // wakes promptly when the ticket changes through another front that shares
 // only the Redis store with it.
 func TestLongPollAcrossFronts(t *testing.T) {
-	addr := testenv.RedisAddr(t)
-	prefix := testenv.Prefix(t)
-	cleanPrefix(t, addr, prefix)
+	addr, prefix := testenv.Redis(t)
 
 	newFront := func() *frontEnv {
 		c := redis.NewClient(&redis.Options{Addr: addr})
@@ -49,30 +47,4 @@ func TestLongPollAcrossFronts(t *testing.T) {
 	if got := decodeTicket(t, r); r.status != http.StatusOK || got.Status != contracts.StatusCancelled || got.Version != 2 {
 		t.Errorf("poll on the other front: %d %+v", r.status, got)
 	}
-}
-
-// cleanPrefix deletes every key under prefix when the test ends, with a
-// client of its own so that it runs after the test's clients are closed.
-func cleanPrefix(t *testing.T, addr, prefix string) {
-	t.Helper()
-	t.Cleanup(func() {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var keys []string
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("scanning test keys: %v", err)
-			return
-		}
-		if len(keys) > 0 {
-			if err := c.Unlink(ctx, keys...).Err(); err != nil {
-				t.Errorf("deleting test keys: %v", err)
-			}
-		}
-	})
 }

@@ -31,16 +31,9 @@ func BenchmarkMatchPair(b *testing.B) {
 		benchmarkMatchPair(b, memstore.New(memstore.Options{}))
 	})
 	b.Run("redis", func(b *testing.B) {
-		rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
-		prefix := testenv.Prefix(b)
-		b.Cleanup(func() {
-			ctx := context.Background()
-			iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-			for iter.Next(ctx) {
-				rdb.Del(ctx, iter.Val())
-			}
-			rdb.Close()
-		})
+		addr, prefix := testenv.Redis(b)
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		b.Cleanup(func() { rdb.Close() })
 		benchmarkMatchPair(b, redisstore.New(rdb, redisstore.Options{Prefix: prefix}))
 	})
 }

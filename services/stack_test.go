@@ -179,11 +179,7 @@ func waitReady(t *testing.T, base string) {
 func cleanupBackends(t *testing.T, cfg Config, rdb *redis.Client) {
 	t.Helper()
 	defer rdb.Close()
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, cfg.RedisPrefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
-	}
+	testenv.DeleteKeys(t, rdb.Options().Addr, cfg.RedisPrefix)
 	conn, err := amqp.Dial(cfg.AMQPURL)
 	if err != nil {
 		t.Logf("cleanup: %v", err)
