@@ -56,7 +56,7 @@ func benchmarkMatchPair(b *testing.B, st store.Store) {
 	m := New(Config{Queues: set, Store: st, Publisher: brk, Metrics: metrics.NewUnregistered(), Log: log})
 	message := func(i int, skill float64) broker.Message {
 		now := time.Now()
-		t := contracts.Ticket{ID: fmt.Sprintf("t-%d", i), Queue: q.Name, Status: contracts.StatusSearching, Version: 1,
+		t := contracts.Ticket{ID: fmt.Sprintf("%s.t-%d", q.Name, i), Queue: q.Name, Status: contracts.StatusSearching, Version: 1,
 			CreatedAt: now, UpdatedAt: now, Players: []contracts.Player{{ID: fmt.Sprintf("p-%d", i), Skill: skill}}}
 		if err := st.CreateTicket(ctx, t, now.Add(q.MaxWait)); err != nil {
 			b.Fatal(err)
