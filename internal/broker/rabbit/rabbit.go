@@ -111,8 +111,9 @@ type session struct {
 	// lost is closed by the supervisor once it knows the connection is gone.
 	lost chan struct{}
 	// pubs holds exactly Options.PublishChannels confirm-mode channels,
-	// each taken by one Publish at a time. A nil or closed one is reopened
-	// by the next Publish that takes it.
+	// each taken by one Publish while it sends (not while it waits for the
+	// confirms). A nil or closed one is reopened by the next Publish that
+	// takes it.
 	pubs chan *amqp.Channel
 }
 
@@ -462,9 +463,9 @@ func (b *Broker) publish(ctx context.Context, queue string, bodies [][]byte) err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { s.pubs <- ch }()
 	if ch == nil || ch.IsClosed() {
 		if ch, err = openPublisher(s.conn); err != nil {
+			s.pubs <- nil
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
@@ -475,10 +476,16 @@ func (b *Broker) publish(ctx context.Context, queue string, bodies [][]byte) err
 			Body:         body,
 		})
 		if err != nil {
+			s.pubs <- ch
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		confirms = append(confirms, dc)
 	}
+	// The channel is needed only to send. Holding it while the broker
+	// confirms (after its disk write) would allow just PublishChannels
+	// messages in flight; handing it back lets every concurrent publisher
+	// share the channels, and RabbitMQ confirms them in batches.
+	s.pubs <- ch
 	for i, dc := range confirms {
 		ok, err := dc.WaitContext(ctx)
 		if err != nil {
