@@ -75,8 +75,8 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
 	}
 	// ExpireDue finds the queue through this set, so it goes first.
-	if err := s.client.SAdd(ctx, s.queuesKey(), q).Err(); err != nil {
-		return fmt.Errorf("creating ticket %s: registering queue: %w", t.ID, err)
+	if err := s.registerQueue(ctx, q); err != nil {
+		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
 	}
 
 	// Step 1.
@@ -112,6 +112,25 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 		}
 		return busy
 	}
+	return nil
+}
+
+// reregisterEvery bounds how long a process trusts that its queue is still
+// in the queue set: the set has no expiry, so only a flush or an operator
+// removes it, and then the next registration within this time restores it.
+const reregisterEvery = time.Minute
+
+// registerQueue adds q to the queue set that ExpireDue walks. The set
+// rarely changes, so a process writes it once a minute per queue rather than
+// spend a round trip on every create.
+func (s *Store) registerQueue(ctx context.Context, q string) error {
+	if at, ok := s.registered.Load(q); ok && time.Since(at.(time.Time)) < reregisterEvery {
+		return nil
+	}
+	if err := s.client.SAdd(ctx, s.queuesKey(), q).Err(); err != nil {
+		return fmt.Errorf("registering queue %s: %w", q, err)
+	}
+	s.registered.Store(q, time.Now())
 	return nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,6 +61,9 @@ type Store struct {
 	serverRetention time.Duration
 	// pingEvery is the pingEvery constant, shortened by tests.
 	pingEvery time.Duration
+	// registered holds when each queue was last added to the queue set
+	// that ExpireDue walks (queue name → time.Time).
+	registered sync.Map
 }
 
 var _ store.Store = (*Store)(nil)
