@@ -9,3 +9,8 @@ run:
 
 build:
 	go build -o bin/ ./services/...
+
+# The end-to-end benchmark; docs/benchmarks.md explains its table.
+.PHONY: bench
+bench:
+	scripts/bench.sh

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
+)
+
+// requestTimeout bounds a request that is not a long-poll.
+const requestTimeout = 10 * time.Second
+
+// pollMargin is added to a long-poll's wait for its deadline: the server
+// answers at the end of the wait, plus the time to read and send.
+const pollMargin = 15 * time.Second
+
+// sourceAddrs lists n loopback source addresses, 127.0.0.1 upward. Linux
+// routes all of 127.0.0.0/8 to the loopback interface, and each source
+// address has its own ~28k ephemeral ports per destination.
+func sourceAddrs(n int) []net.IP {
+	out := make([]net.IP, 0, n)
+	for i := range min(n, 250) {
+		out = append(out, net.IPv4(127, 0, 0, byte(1+i)))
+	}
+	return out
+}
+
+// spreadDialer dials from each source address in turn.
+type spreadDialer struct {
+	sources []net.IP
+	next    atomic.Uint64
+	timeout time.Duration
+}
+
+func (d *spreadDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialer := net.Dialer{Timeout: d.timeout, KeepAlive: 30 * time.Second}
+	if len(d.sources) > 1 {
+		src := d.sources[int(d.next.Add(1)%uint64(len(d.sources)))]
+		dialer.LocalAddr = &net.TCPAddr{IP: src}
+		// The sources are IPv4: a name must resolve to IPv4 too.
+		network = "tcp4"
+	}
+	return dialer.DialContext(ctx, network, addr)
+}
+
+// newTransport is tuned so that the client does not throttle the load:
+// every connection is kept for reuse, none is limited per host, and nothing
+// is compressed.
+func newTransport(sources int, maxConns int) *http.Transport {
+	d := &spreadDialer{sources: sourceAddrs(max(1, sources)), timeout: 5 * time.Second}
+	return &http.Transport{
+		DialContext:         d.DialContext,
+		MaxIdleConns:        0, // no limit
+		MaxIdleConnsPerHost: max(maxConns, 1024),
+		MaxConnsPerHost:     0,
+		IdleConnTimeout:     60 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+		WriteBufferSize:     4 << 10,
+		ReadBufferSize:      8 << 10,
+	}
+}
+
+// Client speaks the suite's public HTTP APIs.
+type Client struct {
+	http     *http.Client
+	front    string
+	assigner string
+	requests atomic.Int64
+}
+
+func newClient(t *http.Transport, front, assigner string) *Client {
+	return &Client{http: &http.Client{Transport: t}, front: trimSlash(front), assigner: trimSlash(assigner)}
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Requests is how many requests the client has sent.
+func (c *Client) Requests() int64 { return c.requests.Load() }
+
+// apiError is a failed call; its Kind groups failures in the report.
+type apiError struct {
+	Op     string // "create", "poll", ...
+	Status int    // 0 when no HTTP answer came
+	Code   string // the problem's code, or the transport failure
+	// TicketID is the player's live ticket, on a player_has_ticket conflict.
+	TicketID string
+	Err      error
+}
+
+func (e *apiError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("%s: HTTP %d %s", e.Op, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s: %s: %v", e.Op, e.Code, e.Err)
+}
+
+func (e *apiError) Unwrap() error { return e.Err }
+
+// Kind is the bounded name of the failure: op, status and code.
+func (e *apiError) Kind() string {
+	if e.Status != 0 {
+		if e.Code == "" {
+			return fmt.Sprintf("%s: %d", e.Op, e.Status)
+		}
+		return fmt.Sprintf("%s: %d %s", e.Op, e.Status, e.Code)
+	}
+	return e.Op + ": " + e.Code
+}
+
+// retryable reports whether a call that failed with err may be tried again:
+// no answer came, or the suite said it could not serve the call now.
+func retryable(err error) bool {
+	ae, ok := errors.AsType[*apiError](err)
+	if !ok {
+		return false
+	}
+	if ae.Status == 0 {
+		return ae.Code != "cancelled"
+	}
+	return ae.Status >= 500
+}
+
+// errorKind names any error for the report.
+func errorKind(err error) string {
+	if ae, ok := errors.AsType[*apiError](err); ok {
+		return ae.Kind()
+	}
+	return "other: " + transportCode(err)
+}
+
+// transportCode names a failure that left no HTTP answer.
+func transportCode(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "connection reset"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "too many open files"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "out of source ports"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed"
+	}
+	return "transport"
+}
+
+// do sends one request and decodes a 2xx JSON answer into out. Any other
+// answer is an *apiError carrying the problem's code.
+func (c *Client) do(ctx context.Context, op, method, u string, body any, out any, want int) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return &apiError{Op: op, Code: "encode", Err: err}
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return &apiError{Op: op, Code: "request", Err: err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c.requests.Add(1)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &apiError{Op: op, Code: transportCode(err), Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		var p contracts.Problem
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		_ = json.Unmarshal(raw, &p)
+		return &apiError{Op: op, Status: resp.StatusCode, Code: p.Code, TicketID: p.TicketID,
+			Err: fmt.Errorf("%s %s: %s", method, u, bytes.TrimSpace(raw))}
+	}
+	// Read to the end, so that the connection is reused.
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	} else {
+		var b []byte
+		if b, err = io.ReadAll(resp.Body); err == nil {
+			err = json.Unmarshal(b, out)
+		}
+	}
+	if err != nil {
+		return &apiError{Op: op, Code: "reading answer", Err: err}
+	}
+	return nil
+}
+
+// ticketState is the part of a ticket the players follow. Decoding only it
+// keeps the generator light: it decodes every answer the suite sends.
+type ticketState struct {
+	ID      string           `json:"id"`
+	Status  contracts.Status `json:"status"`
+	Version int64            `json:"version"`
+}
+
+// CreateTicket queues a party.
+func (c *Client) CreateTicket(ctx context.Context, req *contracts.TicketRequest) (ticketState, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var t ticketState
+	err := c.do(ctx, "create", http.MethodPost, c.front+"/v1/tickets", req, &t, http.StatusCreated)
+	return t, err
+}
+
+// PollTicket long-polls a ticket until its version passes after or wait ends.
+func (c *Client) PollTicket(ctx context.Context, id string, wait time.Duration, after int64) (ticketState, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+pollMargin)
+	defer cancel()
+	var t ticketState
+	u := c.front + "/v1/tickets/" + url.PathEscape(id) + "?wait=" + wait.String() + "&after=" + strconv.FormatInt(after, 10)
+	err := c.do(ctx, "poll", http.MethodGet, u, nil, &t, http.StatusOK)
+	return t, err
+}
+
+// CancelTicket cancels a searching ticket.
+func (c *Client) CancelTicket(ctx context.Context, id string) (ticketState, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var t ticketState
+	err := c.do(ctx, "cancel", http.MethodDelete, c.front+"/v1/tickets/"+url.PathEscape(id), nil, &t, http.StatusOK)
+	return t, err
+}
+
+// RegisterServer registers a game server or heartbeats.
+func (c *Client) RegisterServer(ctx context.Context, id string, req contracts.ServerRequest) (contracts.Server, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var s contracts.Server
+	err := c.do(ctx, "register", http.MethodPut, c.assigner+"/v1/servers/"+url.PathEscape(id), req, &s, http.StatusOK)
+	return s, err
+}
+
+// Server reads a game server.
+func (c *Client) Server(ctx context.Context, id string) (contracts.Server, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var s contracts.Server
+	err := c.do(ctx, "server", http.MethodGet, c.assigner+"/v1/servers/"+url.PathEscape(id), nil, &s, http.StatusOK)
+	return s, err
+}
+
+// PollAllocations long-polls the matches placed on a server.
+func (c *Client) PollAllocations(ctx context.Context, id string, wait time.Duration, after int64) (contracts.Allocations, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+pollMargin)
+	defer cancel()
+	var a contracts.Allocations
+	u := c.assigner + "/v1/servers/" + url.PathEscape(id) + "/allocations?wait=" + wait.String() + "&after=" + strconv.FormatInt(after, 10)
+	err := c.do(ctx, "allocations", http.MethodGet, u, nil, &a, http.StatusOK)
+	return a, err
+}
+
+// EndMatch ends a match and frees its slot.
+func (c *Client) EndMatch(ctx context.Context, serverID, matchID string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	u := c.assigner + "/v1/servers/" + url.PathEscape(serverID) + "/matches/" + url.PathEscape(matchID)
+	return c.do(ctx, "end match", http.MethodDelete, u, nil, nil, http.StatusNoContent)
+}
+
+// DrainServer stops new matches for a server.
+func (c *Client) DrainServer(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	return c.do(ctx, "drain", http.MethodDelete, c.assigner+"/v1/servers/"+url.PathEscape(id), nil, nil, http.StatusOK)
+}
+
+// Get fetches a path of base and discards the body.
+func (c *Client) Get(ctx context.Context, op, base, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	return c.do(ctx, op, http.MethodGet, trimSlash(base)+path, nil, nil, http.StatusOK)
+}
+
+// GetBody fetches a path of base and returns its body, at most 4 MiB.
+func (c *Client) GetBody(ctx context.Context, base, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, trimSlash(base)+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("getting %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("getting %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("getting %s: HTTP %d", path, resp.StatusCode)
+	}
+	return b, nil
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runCmd runs the command with args and returns its exit code and output.
+func runCmd(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, &out, &errOut)
+	return code, out.String() + errOut.String()
+}
+
+func loadReport(t *testing.T, dir string) *Report {
+	t.Helper()
+	r, err := readReport(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestCountsEveryFate runs players against a fake suite whose tickets are
+// assigned, expire, search forever, stay matched, are refused, or are
+// created with the answer lost, and checks that each is counted where it
+// belongs and that the lost ones fail the run.
+func TestCountsEveryFate(t *testing.T) {
+	srv := newFakeSuite(t)
+	out := t.TempDir()
+	code, text := runCmd(t, "-front", srv.URL, "-run-id", "x", "-rate", "200", "-players", "12",
+		"-duration", "1s", "-drain", "2s", "-servers", "1", "-game-length", "0", "-regions", "eu-west=10",
+		"-max-error-rate", "0.9", "-out", out)
+	if code != exitFail {
+		t.Fatalf("exit %d, want %d (lost tickets)\n%s", code, exitFail, text)
+	}
+	r := loadReport(t, out)
+	p := r.Players
+	want := map[string]int64{
+		"attempted": 12, "created": 10, "create_failed": 2,
+		// The lost answers' players found their tickets through the 409
+		// of their second create, and were assigned.
+		"matched": 6, "assigned": 4, "expired": 2, "abandoned": 2, "lost": 2,
+	}
+	for k, v := range want {
+		if p.Tickets[k] != v {
+			t.Errorf("tickets %s = %d, want %d (all: %v)", k, p.Tickets[k], v, p.Tickets)
+		}
+	}
+	if p.Lost != 2 || p.LostAt["matched"] != 2 || p.TimeToAssign.Count != 4 {
+		t.Errorf("lost %d (%v), assigned in histogram %d; want 2 last seen matched, and 4", p.Lost, p.LostAt, p.TimeToAssign.Count)
+	}
+	// Three attempts for each refused create, one for each lost answer.
+	if p.Errors["create: 503 unavailable"] != 6 || p.ErrorCount != 8 {
+		t.Errorf("errors %v: want 6 × create: 503 unavailable and 2 lost answers", p.Errors)
+	}
+	if r.Pass || !strings.Contains(strings.Join(r.Failures, "\n"), "2 tickets lost") {
+		t.Errorf("failures %q, want the lost tickets named", r.Failures)
+	}
+	if p.Fleet.Servers != 1 {
+		t.Errorf("fleet of %d servers, want 1", p.Fleet.Servers)
+	}
+	for _, f := range []string{"report.txt", "report.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestRefusesRemoteTargets(t *testing.T) {
+	code, text := runCmd(t, "-front", "http://192.0.2.1:8080")
+	if code != exitSetup || !strings.Contains(text, "not a loopback address") {
+		t.Errorf("exit %d, output %q; want a refusal", code, text)
+	}
+}
+
+func TestFailsFastWithoutSuite(t *testing.T) {
+	code, text := runCmd(t, "-front", "http://127.0.0.1:1", "-duration", "1s")
+	if code != exitSetup || !strings.Contains(text, "/livez") {
+		t.Errorf("exit %d, output %q; want the unreachable front named", code, text)
+	}
+}
+
+// TestPipelineAgainstEmbedded runs the pipeline scenario against the real
+// embedded suite: every ticket is assigned and none is lost.
+func TestPipelineAgainstEmbedded(t *testing.T) {
+	url := startEmbedded(t)
+	out := t.TempDir()
+	code, text := runCmd(t, "-front", url, "-scenario", "pipeline", "-rate", "300", "-duration", "1s",
+		"-warmup", "300ms", "-progress", "200ms", "-service-pids", "self="+strconv.Itoa(os.Getpid()), "-out", out)
+	if code != exitPass {
+		t.Fatalf("exit %d\n%s", code, text)
+	}
+	r := loadReport(t, out)
+	p := r.Players
+	if p.Lost != 0 || p.Tickets["created"] < 330 || p.Tickets["assigned"] != p.Tickets["created"] {
+		t.Errorf("tickets %v, lost %d: want about 390 created, all assigned", p.Tickets, p.Lost)
+	}
+	if p.Tickets["created"]%2 != 0 {
+		t.Errorf("%d tickets in a 1v1 pipeline: want whole matches", p.Tickets["created"])
+	}
+	// With no game ending, every match is still on the fleet.
+	if p.Fleet.AllocatedAtEnd != p.Tickets["assigned"]/2 {
+		t.Errorf("fleet hosts %d matches, want %d", p.Fleet.AllocatedAtEnd, p.Tickets["assigned"]/2)
+	}
+	// The warm-up's players count for the outcomes only.
+	if n := p.TimeToAssign.Count; n >= p.Tickets["assigned"] || n < 250 || p.TimeToAssign.P50 <= 0 || p.TimeToAssign.Max < p.TimeToAssign.P99 {
+		t.Errorf("time to assign %+v of %d tickets: want the measured ~300", p.TimeToAssign, p.Tickets["assigned"])
+	}
+	if len(p.Timeline) < 5 {
+		t.Errorf("timeline of %d samples, want one per 200 ms", len(p.Timeline))
+	}
+	if len(r.Services) != 1 || r.Services[0].CPUSeconds <= 0 || p.ServicesCPUPerPlayerMS <= 0 {
+		t.Errorf("services CPU %+v, per player %v ms", r.Services, p.ServicesCPUPerPlayerMS)
+	}
+	if r.CPU.BusyCores <= 0 {
+		t.Errorf("machine CPU %+v: want the busy cores", r.CPU)
+	}
+	f, err := os.Open(filepath.Join(out, "chart.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("chart.png: %v", err)
+	}
+}
+
+// TestGamesEndAgainstEmbedded has the fleet poll its allocations and end
+// each game, so that a small fleet serves more matches than its capacity.
+func TestGamesEndAgainstEmbedded(t *testing.T) {
+	url := startEmbedded(t)
+	out := t.TempDir()
+	code, text := runCmd(t, "-front", url, "-rate", "100", "-players", "80", "-duration", "2s",
+		"-skill-stddev", "0", "-regions", "eu-west=10", "-latency-jitter", "0",
+		"-servers", "2", "-server-capacity", "5", "-game-length", "50ms", "-out", out)
+	if code != exitPass {
+		t.Fatalf("exit %d\n%s", code, text)
+	}
+	p := loadReport(t, out).Players
+	if p.Tickets["assigned"] != 80 || p.Lost != 0 {
+		t.Errorf("tickets %v: want 80 assigned", p.Tickets)
+	}
+	// 40 matches on 10 slots: games must have ended for all to be placed.
+	// The fleet stops with the last player, so it may miss the last few.
+	if p.Fleet.MatchesSeen < 30 || p.Fleet.MatchesSeen > 40 || p.Fleet.MatchesEnded < 25 {
+		t.Errorf("fleet %+v: want most of the 40 matches seen and ended", p.Fleet)
+	}
+}
+
+// TestClosedLoopAgainstEmbedded keeps a fixed number of players queued.
+func TestClosedLoopAgainstEmbedded(t *testing.T) {
+	url := startEmbedded(t)
+	out := t.TempDir()
+	code, text := runCmd(t, "-front", url, "-scenario", "pipeline", "-concurrency", "8", "-duration", "1s", "-out", out)
+	if code != exitPass {
+		t.Fatalf("exit %d\n%s", code, text)
+	}
+	p := loadReport(t, out).Players
+	if p.Tickets["assigned"] == 0 || p.Tickets["assigned"] != p.Tickets["created"] || p.MaxInFlight > 9 {
+		t.Errorf("tickets %v, max in flight %d: want all assigned, at most 8 (+1 to complete a match) at once", p.Tickets, p.MaxInFlight)
+	}
+}
+
+// TestHoldAgainstEmbedded holds polls on the embedded front and wakes them
+// by cancelling their tickets. The front is this process, whose memory the
+// report reads.
+func TestHoldAgainstEmbedded(t *testing.T) {
+	url := startEmbedded(t)
+	out := t.TempDir()
+	code, text := runCmd(t, "-mode", "hold", "-front", url, "-hold", "60", "-wake", "cancel",
+		"-front-pid", strconv.Itoa(os.Getpid()), "-source-addrs", "2", "-hold-timeout", "20s", "-out", out)
+	if code != exitPass {
+		t.Fatalf("exit %d\n%s", code, text)
+	}
+	h := loadReport(t, out).Hold
+	if h.Created != 60 || h.Held != 60 || h.Answered != 60 || h.Early != 0 {
+		t.Errorf("hold %+v: want 60 created, held and answered", h)
+	}
+	if h.RSSHoldingKiB <= 0 || h.GoMemHoldingKiB <= 0 || h.WakeAllMS <= 0 || h.WakeLatency.Count != 60 {
+		t.Errorf("hold %+v: want memory and wake figures", h)
+	}
+}
+
+func TestHTTPAgainstEmbedded(t *testing.T) {
+	url := startEmbedded(t)
+	for _, args := range [][]string{
+		{"-http-path", "/livez"},
+		{"-http-create"},
+	} {
+		out := t.TempDir()
+		code, text := runCmd(t, append([]string{"-mode", "http", "-front", url, "-concurrency", "4", "-duration", "300ms", "-out", out}, args...)...)
+		if code != exitPass {
+			t.Fatalf("%v: exit %d\n%s", args, code, text)
+		}
+		h := loadReport(t, out).HTTP
+		if h.OK == 0 || h.PerS <= 0 || len(h.Errors) != 0 {
+			t.Errorf("%v: %+v", args, h)
+		}
+	}
+}
