@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"github.com/wcharczuk/go-chart/v2"
+	"github.com/wcharczuk/go-chart/v2/drawing"
+
+	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/matcher/sim"
+)
+
+// maxDots bounds the scatter so that the chart stays readable and small.
+const maxDots = 4000
+
+// writeChart draws each player's wait against their skill (a sample of
+// them), with the median and 90th percentile wait of each skill decile.
+func writeChart(path string, res *sim.Result, rep *sim.Report) error {
+	players := 0
+	for i := range res.Tickets {
+		players += len(res.Tickets[i].Players)
+	}
+	every := max(1, (players+maxDots-1)/maxDots)
+	var mx, my, ex, ey []float64
+	n := 0
+	for i := range res.Tickets {
+		t := &res.Tickets[i]
+		for _, p := range t.Players {
+			n++
+			if n%every != 0 {
+				continue
+			}
+			if t.Status == contracts.StatusMatched {
+				mx, my = append(mx, p.Skill), append(my, t.Wait().Seconds())
+			} else {
+				ex, ey = append(ex, p.Skill), append(ey, t.Wait().Seconds())
+			}
+		}
+	}
+	var dx, p50, p90 []float64
+	for _, d := range rep.WaitByDecile {
+		dx = append(dx, (d.Lo+d.Hi)/2)
+		p50 = append(p50, d.Wait.P50)
+		p90 = append(p90, d.Wait.P90)
+	}
+	dots := func(name string, c drawing.Color, xs, ys []float64) chart.Series {
+		return chart.ContinuousSeries{
+			Name:    name,
+			Style:   chart.Style{StrokeWidth: chart.Disabled, DotWidth: 1.5, DotColor: c, StrokeColor: c},
+			XValues: xs, YValues: ys,
+		}
+	}
+	line := func(name string, c drawing.Color, ys []float64) chart.Series {
+		return chart.ContinuousSeries{
+			Name:    name,
+			Style:   chart.Style{StrokeWidth: 3, StrokeColor: c, DotWidth: 4, DotColor: c},
+			XValues: dx, YValues: ys,
+		}
+	}
+	series := []chart.Series{
+		dots(fmt.Sprintf("matched player (1 in %d)", every), drawing.ColorFromHex("7f9fbf").WithAlpha(120), mx, my),
+	}
+	if len(ex) > 0 {
+		series = append(series, dots("expired player", drawing.ColorFromHex("d62728").WithAlpha(160), ex, ey))
+	}
+	if len(dx) > 1 {
+		series = append(series,
+			line("decile median", drawing.ColorFromHex("1f3b73"), p50),
+			line("decile p90", drawing.ColorFromHex("ff7f0e"), p90))
+	}
+	graph := chart.Chart{
+		Title:      fmt.Sprintf("%s (%s): wait vs skill, %g players/s, seed %d", rep.Queue, rep.Shape, rep.Rate, rep.Seed),
+		Width:      1000,
+		Height:     560,
+		Background: chart.Style{Padding: chart.Box{Top: 50, Left: 20, Right: 20, Bottom: 20}},
+		XAxis:      chart.XAxis{Name: "player skill"},
+		YAxis:      chart.YAxis{Name: "wait (s)"},
+		Series:     series,
+	}
+	graph.Elements = []chart.Renderable{chart.LegendThin(&graph)}
+	var buf bytes.Buffer
+	if err := graph.Render(chart.PNG, &buf); err != nil {
+		return fmt.Errorf("rendering: %w", err)
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
