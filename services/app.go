@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 		ln:       ln,
 		stopping: make(chan struct{}),
 	}
-	a.ready = newReadiness(deps, a.hub.Ready())
+	a.ready = newReadiness(deps, a.listenerReady())
 	a.srv = &http.Server{
 		Handler:           a.routes(reg),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -129,6 +129,23 @@ func declareQueues(ctx context.Context, b broker.Broker, cfg *Config) error {
 		return fmt.Errorf("declaring the match queue: %w", err)
 	}
 	return nil
+}
+
+// holdsPolls reports whether the process serves long-polls (the front's
+// tickets, the assigner's allocations) and so must listen to every store
+// change; a matcher alone does not, and parsing the stream would cost it CPU
+// for nothing.
+func (a *App) holdsPolls() bool { return a.roles&(Front|Assigner) != 0 }
+
+// listenerReady is closed once the store listener is subscribed, or at once
+// when the process runs none.
+func (a *App) listenerReady() <-chan struct{} {
+	if a.holdsPolls() {
+		return a.hub.Ready()
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
 
 // Addr is the address the HTTP server listens on.
@@ -213,7 +230,9 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	listen, consume := newStage(ctx), newStage(ctx)
 
-	listen.goRun(g, "store listener", func(ctx context.Context) error { return a.hub.Run(ctx, a.deps.Store) })
+	if a.holdsPolls() {
+		listen.goRun(g, "store listener", func(ctx context.Context) error { return a.hub.Run(ctx, a.deps.Store) })
+	}
 	if a.roles&Matcher != 0 {
 		m := matcher.New(matcher.Config{
 			Queues:    a.cfg.Queues,
