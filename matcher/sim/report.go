@@ -52,8 +52,11 @@ type Report struct {
 	// longest-waiting ticket when it formed.
 	WindowUse Summary `json:"window_use"`
 	// Imbalance is the gap between the highest and the lowest team total
-	// of player skill; nil for a free-for-all.
-	Imbalance *Summary `json:"team_imbalance,omitempty"`
+	// of player skill; nil for a free-for-all. MatchingImbalance is the
+	// same gap in the skill the matcher balances by, where each player
+	// counts at their party's matching skill.
+	Imbalance         *Summary `json:"team_imbalance,omitempty"`
+	MatchingImbalance *Summary `json:"team_imbalance_matching_skill,omitempty"`
 	// Gap compares the run's total spread with the best split of the
 	// same matched parties into the same number of matches.
 	Gap Gap `json:"skill_gap"`
@@ -85,6 +88,7 @@ type Summary struct {
 // Decile is one tenth of the players by skill.
 type Decile struct {
 	Lo      float64   `json:"skill_lo"`
+	Median  float64   `json:"skill_median"`
 	Hi      float64   `json:"skill_hi"`
 	Players int       `json:"players"`
 	Matched int       `json:"matched"`
@@ -145,7 +149,8 @@ func (r *Result) Report() (*Report, error) {
 		away        int
 		latencies   []float64
 		skillOf     = map[string]float64{}
-		partySkills []float64 // one copy per player of the party's skill
+		partyOf     = map[string]float64{} // player → party's matching skill
+		partySkills []float64              // one copy per player of the party's skill
 		playerSkill []float64
 	)
 	for i := range r.Tickets {
@@ -168,6 +173,7 @@ func (r *Result) Report() (*Report, error) {
 		}
 		for _, p := range t.Players {
 			skillOf[p.ID] = p.Skill
+			partyOf[p.ID] = t.Skill
 			players = append(players, playerWait{skill: p.Skill, matched: matched, wait: wait})
 			if !matched {
 				continue
@@ -200,7 +206,7 @@ func (r *Result) Report() (*Report, error) {
 		if len(band) == 0 {
 			continue
 		}
-		dec := Decile{Lo: band[0].skill, Hi: band[len(band)-1].skill, Players: len(band)}
+		dec := Decile{Lo: band[0].skill, Median: band[len(band)/2].skill, Hi: band[len(band)-1].skill, Players: len(band)}
 		var w []float64
 		for _, p := range band {
 			if p.matched {
@@ -213,7 +219,7 @@ func (r *Result) Report() (*Report, error) {
 	}
 
 	// Matches.
-	var spreads, uses, imbalances []float64
+	var spreads, uses, imbalances, matchingImbalances []float64
 	playerRun := 0.0
 	for _, m := range r.Matches {
 		lo, hi := math.Inf(1), math.Inf(-1)
@@ -239,12 +245,15 @@ func (r *Result) Report() (*Report, error) {
 		playerRun += phi - plo
 		if !ffa {
 			totals := make([]float64, len(m.Teams))
+			matching := make([]float64, len(m.Teams))
 			for i, team := range m.Teams {
 				for _, id := range team {
 					totals[i] += skillOf[id]
+					matching[i] += partyOf[id]
 				}
 			}
 			imbalances = append(imbalances, slices.Max(totals)-slices.Min(totals))
+			matchingImbalances = append(matchingImbalances, slices.Max(matching)-slices.Min(matching))
 		}
 	}
 	rep.Matches = len(r.Matches)
@@ -254,8 +263,8 @@ func (r *Result) Report() (*Report, error) {
 	rep.Spread = summarize(spreads)
 	rep.WindowUse = summarize(uses)
 	if !ffa {
-		s := summarize(imbalances)
-		rep.Imbalance = &s
+		s, ms := summarize(imbalances), summarize(matchingImbalances)
+		rep.Imbalance, rep.MatchingImbalance = &s, &ms
 	}
 
 	// The offline optimum: the same players in the same number of
@@ -349,7 +358,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "skill spread     mean %.1f   p90 %.1f   max %.1f   (highest − lowest party skill)\n", rep.Spread.Mean, rep.Spread.P90, rep.Spread.Max)
 	fmt.Fprintf(&b, "window use       mean %.2f   p90 %.2f   (spread ÷ window of the oldest ticket)\n", rep.WindowUse.Mean, rep.WindowUse.P90)
 	if rep.Imbalance != nil {
-		fmt.Fprintf(&b, "team imbalance   mean %.1f   p90 %.1f   max %.1f   (gap between team skill totals)\n", rep.Imbalance.Mean, rep.Imbalance.P90, rep.Imbalance.Max)
+		fmt.Fprintf(&b, "team imbalance   mean %.1f   p90 %.1f   max %.1f   (gap between team totals of player skill)\n", rep.Imbalance.Mean, rep.Imbalance.P90, rep.Imbalance.Max)
+		fmt.Fprintf(&b, "                 mean %.1f   p90 %.1f   max %.1f   (the same in matching skill: parties at mean + party_spread × range)\n",
+			rep.MatchingImbalance.Mean, rep.MatchingImbalance.P90, rep.MatchingImbalance.Max)
 	}
 	writeGap := func(name string, g Gap) {
 		bound := "lower bound"

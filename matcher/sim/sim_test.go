@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/queues"
 )
 
@@ -21,17 +22,26 @@ func exampleQueues(t *testing.T) *queues.Set {
 	return set
 }
 
-func shortRun(t *testing.T, q queues.Queue, seed uint64) *Result {
-	t.Helper()
+var threeRegions = []RegionShare{{Name: "eu-west", Share: 1}, {Name: "us-east", Share: 1}, {Name: "ap-south", Share: 1}}
+
+// shortConfig is a short run of q. Its max wait is cut to 30 s: tickets
+// left over once arrivals stop retry every second until they expire, which
+// would otherwise be most of the work.
+func shortConfig(q queues.Queue, seed uint64) Config {
+	q.MaxWait = min(q.MaxWait, 30*time.Second)
 	cfg := Config{
-		Queue: q, Seed: seed, Rate: 30, Duration: 40 * time.Second,
+		Queue: q, Seed: seed, Rate: 30, Duration: 20 * time.Second,
 		SkillMean: 1500, SkillStdDev: 300, PartyStdDev: 100,
-		Regions: []RegionShare{{Name: "eu-west", Share: 1}, {Name: "us-east", Share: 1}, {Name: "ap-south", Share: 1}},
-		Hop:     60,
+		Regions: threeRegions, Hop: 60,
 	}
 	if q.TeamSize > 1 {
 		cfg.Parties = []PartyShare{{Size: 1, Share: 0.6}, {Size: 2, Share: 0.3}, {Size: q.TeamSize, Share: 0.1}}
 	}
+	return cfg
+}
+
+func run(t *testing.T, cfg Config) *Result {
+	t.Helper()
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -39,129 +49,324 @@ func shortRun(t *testing.T, q queues.Queue, seed uint64) *Result {
 	return res
 }
 
-func TestSameSeedSameRun(t *testing.T) {
-	q, _ := exampleQueues(t).Get("ranked-5v5")
-	report := func() string {
-		rep, err := shortRun(t, q, 7).Report()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := json.Marshal(rep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+func reportJSON(t *testing.T, res *Result) string {
+	t.Helper()
+	rep, err := res.Report()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if a, b := report(), report(); a != b {
-		t.Fatalf("two runs of seed 7 differ:\n%s\n%s", a, b)
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return string(b)
 }
 
-func TestMinSpreadSum(t *testing.T) {
-	tests := []struct {
-		name             string
-		xs               []float64
-		groups, min, max int
-		want             float64
-	}{
-		{"pairs of sorted neighbours", []float64{1, 10, 2, 11}, 2, 2, 2, 2},
-		{"pairs, unsorted input", []float64{100, 0, 50, 51}, 2, 2, 2, 99},
-		{"groups of three", []float64{1, 2, 3, 10, 11, 12}, 2, 3, 3, 4},
-		{"one group", []float64{5, 1, 9}, 1, 3, 3, 8},
-		{"sizes in a range", []float64{1, 2, 3, 100}, 2, 1, 3, 2},
-		{"no players", nil, 0, 2, 2, 0},
+// matchLog is what a run did, match by match, without the random match ids.
+func matchLog(res *Result) string {
+	var b []byte
+	for _, m := range res.Matches {
+		b = fmt.Appendf(b, "%v %s %v %v\n", m.CreatedAt.Sub(Epoch), m.Region, m.TicketIDs, m.Teams)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := MinSpreadSum(tt.xs, tt.groups, tt.min, tt.max)
-			if err != nil {
-				t.Fatal(err)
+	return string(b)
+}
+
+func TestSameSeedSameRun(t *testing.T) {
+	set := exampleQueues(t)
+	for _, name := range []string{"ranked-5v5", "brawl"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			q, _ := set.Get(name)
+			a, b := run(t, shortConfig(q, 7)), run(t, shortConfig(q, 7))
+			if ra, rb := reportJSON(t, a), reportJSON(t, b); ra != rb {
+				t.Fatalf("two runs of seed 7 report differently:\n%s\n%s", ra, rb)
 			}
-			if math.Abs(got-tt.want) > 1e-9 {
-				t.Errorf("MinSpreadSum = %v, want %v", got, tt.want)
+			if la, lb := matchLog(a), matchLog(b); la != lb {
+				t.Fatal("two runs of seed 7 formed different matches")
+			}
+			if c := run(t, shortConfig(q, 8)); matchLog(c) == matchLog(a) {
+				t.Fatal("seeds 7 and 8 formed the same matches: the seed is not used")
 			}
 		})
 	}
 }
 
-// TestMatchesKeepTheRules runs short simulations of every example queue on
-// several seeds and checks every match against its queue's rules at the
-// moment it formed: no player twice, the match's shape, no party split, the
-// skill spread within the oldest ticket's window, and a region every ticket
-// reaches under its own latency limit.
+// TestMatchesKeepTheRules runs short simulations of random queues and loads
+// and checks every match against its queue's rules at the moment it formed:
+// no ticket or player twice, the match's shape, no party split, the skill
+// spread within the oldest ticket's window, and a region every ticket
+// reaches under its own latency limit. Every ticket ends matched, or
+// expired no sooner than its max wait.
 func TestMatchesKeepTheRules(t *testing.T) {
 	set := exampleQueues(t)
-	for _, name := range set.Names() {
-		q, _ := set.Get(name)
-		for seed := range uint64(2) {
-			t.Run(fmt.Sprintf("%s/seed-%d", name, seed), func(t *testing.T) {
-				res := shortRun(t, q, seed)
-				if len(res.Matches) == 0 {
-					t.Fatal("no match formed")
-				}
-				seen := map[string]string{}
-				for _, m := range res.Matches {
-					checkMatch(t, &q, res, m.ID, m.TicketIDs, m.Teams, m.Region, m.CreatedAt, seen)
-				}
-			})
+	rng := rand.New(rand.NewPCG(2024, 6))
+	for i := range 20 {
+		cfg := randomConfig(rng, set)
+		t.Run(fmt.Sprintf("%d-%s-seed-%d", i, cfg.Queue.Name, cfg.Seed), func(t *testing.T) {
+			t.Parallel()
+			res := run(t, cfg)
+			if len(res.Matches) == 0 {
+				t.Fatalf("no match formed with %+v", cfg)
+			}
+			checkRun(t, &cfg.Queue, res)
+		})
+	}
+}
+
+// randomConfig varies the queue and everything about the players: a short
+// run, perhaps without regions, with random parties that fit the queue.
+func randomConfig(rng *rand.Rand, set *queues.Set) Config {
+	names := set.Names()
+	q, _ := set.Get(names[rng.IntN(len(names))])
+	if rng.IntN(4) == 0 {
+		// A harsher variant: narrow windows make expiry and the
+		// free-for-all's short matches common.
+		q.Skill = queues.Window{Initial: 10, PerSecond: 2, Max: 100}
+		q.FillWait = 5 * time.Second
+	}
+	// As in shortConfig, leftovers retrying until they expire would be
+	// most of the work.
+	q.MaxWait = min(q.MaxWait, time.Duration(20+rng.IntN(20))*time.Second)
+	cfg := Config{
+		Queue:       q,
+		Seed:        rng.Uint64(),
+		Rate:        5 + 45*rng.Float64(),
+		Duration:    time.Duration(15+rng.IntN(30)) * time.Second,
+		SkillMean:   1500,
+		SkillStdDev: 100 + 400*rng.Float64(),
+		PartyStdDev: 200 * rng.Float64(),
+		Hop:         100 * rng.Float64(),
+	}
+	if rng.IntN(3) > 0 {
+		cfg.Regions = threeRegions[:1+rng.IntN(len(threeRegions))]
+	}
+	for size := 1; size <= q.TeamSize; size++ {
+		if size == 1 || rng.IntN(2) == 0 {
+			cfg.Parties = append(cfg.Parties, PartyShare{Size: size, Share: rng.Float64()})
+		}
+	}
+	return cfg
+}
+
+func checkRun(t *testing.T, q *queues.Queue, res *Result) {
+	t.Helper()
+	inMatch := map[string]string{} // ticket or player id → match id
+	for _, m := range res.Matches {
+		checkMatch(t, q, res, &m, inMatch)
+	}
+	for i := range res.Tickets {
+		tk := &res.Tickets[i]
+		switch tk.Status {
+		case contracts.StatusMatched:
+			if _, ok := inMatch[tk.ID]; !ok {
+				t.Errorf("ticket %s is matched but in no match", tk.ID)
+			}
+		case contracts.StatusExpired:
+			if tk.Wait() < q.MaxWait {
+				t.Errorf("ticket %s expired after %v, before its max wait %v", tk.ID, tk.Wait(), q.MaxWait)
+			}
+			if _, ok := inMatch[tk.ID]; ok {
+				t.Errorf("ticket %s expired but is in match %s", tk.ID, inMatch[tk.ID])
+			}
+		default:
+			t.Errorf("ticket %s ended the run %s", tk.ID, tk.Status)
 		}
 	}
 }
 
-func checkMatch(t *testing.T, q *queues.Queue, res *Result, id string, ticketIDs []string, teams [][]string, region string, formed time.Time, seen map[string]string) {
+func checkMatch(t *testing.T, q *queues.Queue, res *Result, m *contracts.Match, inMatch map[string]string) {
 	t.Helper()
-	if len(teams) < q.MinTeamsPerMatch() || len(teams) > q.Teams {
-		t.Errorf("match %s has %d teams, want %d to %d", id, len(teams), q.MinTeamsPerMatch(), q.Teams)
-	}
+	formed := m.CreatedAt
 	teamOf := map[string]int{}
-	for i, team := range teams {
-		if len(team) > q.TeamSize || (q.MinTeams == 0 && len(team) != q.TeamSize) {
-			t.Errorf("match %s team %d holds %d players, team size %d", id, i, len(team), q.TeamSize)
-		}
+	for i, team := range m.Teams {
 		for _, p := range team {
+			if _, dup := teamOf[p]; dup {
+				t.Errorf("match %s lists player %s twice in its teams", m.ID, p)
+			}
 			teamOf[p] = i
 		}
 	}
 	var (
-		skills []float64
-		oldest = formed
+		skills  []float64
+		oldest  = formed
+		players = 0
+		stated  = false
 	)
-	for _, tid := range ticketIDs {
+	for _, tid := range m.TicketIDs {
 		tk, ok := res.Ticket(tid)
 		if !ok {
-			t.Fatalf("match %s names unknown ticket %s", id, tid)
+			t.Fatalf("match %s names unknown ticket %s", m.ID, tid)
 		}
-		skills = append(skills, tk.Skill)
+		if other, dup := inMatch[tid]; dup {
+			t.Errorf("ticket %s in matches %s and %s", tid, other, m.ID)
+		}
+		inMatch[tid] = m.ID
+		skills = append(skills, partySkill(q, tk.Players))
 		if tk.CreatedAt.Before(oldest) {
 			oldest = tk.CreatedAt
 		}
 		team := -1
 		for _, p := range tk.Players {
-			if other, dup := seen[p.ID]; dup {
-				t.Errorf("player %s in matches %s and %s", p.ID, other, id)
+			players++
+			if other, dup := inMatch[p.ID]; dup {
+				t.Errorf("player %s in matches %s and %s", p.ID, other, m.ID)
 			}
-			seen[p.ID] = id
+			inMatch[p.ID] = m.ID
 			pt, ok := teamOf[p.ID]
 			if !ok {
-				t.Errorf("player %s of ticket %s is on no team of match %s", p.ID, tid, id)
+				t.Errorf("player %s of ticket %s is on no team of match %s", p.ID, tid, m.ID)
 			}
 			if team >= 0 && pt != team {
-				t.Errorf("party of ticket %s split across teams in match %s", tid, id)
+				t.Errorf("party of ticket %s split across teams in match %s", tid, m.ID)
 			}
 			team = pt
 		}
+		if len(tk.Latencies) == 0 {
+			continue
+		}
+		stated = true
 		limit := q.LatencyLimit(formed.Sub(tk.CreatedAt))
+		if ms, ok := tk.Latencies[m.Region]; !ok || ms > limit {
+			t.Errorf("ticket %s reaches region %q of match %s in %v ms (listed: %t), limit %v ms", tid, m.Region, m.ID, ms, ok, limit)
+		}
+	}
+	if !stated && m.Region != "" {
+		t.Errorf("match %s is in region %s though no ticket states latencies", m.ID, m.Region)
+	}
+	if players != len(teamOf) || players != len(m.Players) {
+		t.Errorf("match %s: %d players in its tickets, %d on its teams, %d listed", m.ID, players, len(teamOf), len(m.Players))
+	}
+
+	// Shape: a team queue fills every seat; a free-for-all has one player
+	// per team and may start short only after the fill wait.
+	if q.TeamSize == 1 && (q.Teams > 2 || q.MinTeams != 0) {
+		n := len(m.Teams)
 		switch {
-		case len(tk.Latencies) == 0:
-		case region == "":
-			t.Errorf("match %s has no region but ticket %s states latencies", id, tid)
-		default:
-			if ms, ok := tk.Latencies[region]; !ok || ms > limit {
-				t.Errorf("ticket %s reaches %s of match %s in %v ms, limit %v", tid, region, id, ms, limit)
+		case n < q.MinTeamsPerMatch() || n > q.Teams:
+			t.Errorf("match %s has %d players, want %d to %d", m.ID, n, q.MinTeamsPerMatch(), q.Teams)
+		case n < q.Teams && formed.Sub(oldest) < q.FillWait:
+			t.Errorf("match %s started with %d of %d players after %v, before the fill wait %v", m.ID, n, q.Teams, formed.Sub(oldest), q.FillWait)
+		}
+		for i, team := range m.Teams {
+			if len(team) != 1 {
+				t.Errorf("free-for-all match %s team %d holds %d players", m.ID, i, len(team))
+			}
+		}
+	} else {
+		if len(m.Teams) != q.Teams {
+			t.Errorf("match %s has %d teams, want %d", m.ID, len(m.Teams), q.Teams)
+		}
+		for i, team := range m.Teams {
+			if len(team) != q.TeamSize {
+				t.Errorf("match %s team %d holds %d players, want %d", m.ID, i, len(team), q.TeamSize)
 			}
 		}
 	}
+
 	if spread, window := slices.Max(skills)-slices.Min(skills), q.Skill.At(formed.Sub(oldest)); spread > window+1e-9 {
-		t.Errorf("match %s spread %v over the oldest ticket's window %v", id, spread, window)
+		t.Errorf("match %s: skill spread %v over the oldest ticket's window %v", m.ID, spread, window)
+	}
+}
+
+// partySkill is the queue's documented party rule, recomputed here rather
+// than read from the run.
+func partySkill(q *queues.Queue, party []contracts.Player) float64 {
+	sum, lo, hi := 0.0, party[0].Skill, party[0].Skill
+	for _, p := range party {
+		sum += p.Skill
+		lo, hi = min(lo, p.Skill), max(hi, p.Skill)
+	}
+	return sum/float64(len(party)) + q.PartySpread*(hi-lo)
+}
+
+func TestConfigCheck(t *testing.T) {
+	set := exampleQueues(t)
+	duo, _ := set.Get("ranked-2v2")
+	good := func() Config {
+		return Config{Queue: duo, Seed: 1, Rate: 10, Duration: time.Minute, SkillStdDev: 1, Parties: []PartyShare{{Size: 2, Share: 1}}}
+	}
+	tests := []struct {
+		name   string
+		change func(*Config)
+		ok     bool
+	}{
+		{"good", func(*Config) {}, true},
+		{"count alone", func(c *Config) { c.Duration, c.Count = 0, 100 }, true},
+		{"no end", func(c *Config) { c.Duration = 0 }, false},
+		{"no rate", func(c *Config) { c.Rate = 0 }, false},
+		{"party over the team size", func(c *Config) { c.Parties = []PartyShare{{Size: 3, Share: 1}} }, false},
+		{"party of none", func(c *Config) { c.Parties = []PartyShare{{Size: 0, Share: 1}} }, false},
+		{"shares sum to zero", func(c *Config) { c.Parties = []PartyShare{{Size: 1, Share: 0}} }, false},
+		{"negative share", func(c *Config) { c.Regions = []RegionShare{{Name: "x", Share: -1}} }, false},
+		{"bad queue", func(c *Config) { c.Queue.MaxWait = 0 }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good()
+			tt.change(&cfg)
+			if err := cfg.Check(); (err == nil) != tt.ok {
+				t.Errorf("Check() = %v, want ok %t", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestCountEndsTheStream(t *testing.T) {
+	q := queues.Duel()
+	res := run(t, Config{Queue: q, Seed: 3, Rate: 50, Count: 101, SkillMean: 1500, SkillStdDev: 200})
+	if len(res.Tickets) != 101 {
+		t.Fatalf("%d tickets arrived, want 101", len(res.Tickets))
+	}
+	rep, err := res.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An odd number of duellists leaves at least one unmatched.
+	if rep.PlayersIn != 101 || rep.PlayersMatched+rep.PlayersExpired != 101 || rep.PlayersExpired == 0 {
+		t.Fatalf("players in %d, matched %d, expired %d", rep.PlayersIn, rep.PlayersMatched, rep.PlayersExpired)
+	}
+	if !rep.Gap.Exact || rep.Gap.Ratio < 1 {
+		t.Fatalf("duel gap %+v: want an exact optimum and a ratio of at least 1", rep.Gap)
+	}
+}
+
+func TestParseMixes(t *testing.T) {
+	tests := []struct {
+		in      string
+		parties bool
+		want    string
+		ok      bool
+	}{
+		{"1:0.6,2:0.2,5:0.2", true, "1:0.6,2:0.2,5:0.2", true},
+		{" 1:1 ", true, "1:1", true},
+		{"1", true, "", false},
+		{"x:1", true, "", false},
+		{"1:y", true, "", false},
+		{"eu-west,us-east", false, "eu-west:1,us-east:1", true},
+		{"eu-west:0.5,ap-south:2", false, "eu-west:0.5,ap-south:2", true},
+		{"", false, "", true},
+		{"eu-west:z", false, "", false},
+		{":1", false, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var got string
+			var err error
+			if tt.parties {
+				var ps []PartyShare
+				ps, err = ParseParties(tt.in)
+				got = FormatParties(ps)
+			} else {
+				var rs []RegionShare
+				rs, err = ParseRegions(tt.in)
+				got = FormatRegions(rs)
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("parsing %q: error %v, want ok %t", tt.in, err, tt.ok)
+			}
+			if tt.ok && got != tt.want {
+				t.Errorf("parsing %q gave %q, want %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }

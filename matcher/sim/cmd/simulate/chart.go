@@ -16,15 +16,26 @@ import (
 const maxDots = 4000
 
 // writeChart draws each player's wait against their skill (a sample of
-// them), with the median and 90th percentile wait of each skill decile.
+// them), with the median and 90th percentile wait of each skill decile. The
+// wait axis stops a little above the highest decile p90 and the overall
+// p99, so that a few long waits do not flatten the rest: longer waits are
+// left out and counted in the legend, and expired players are drawn on the
+// top edge.
 func writeChart(path string, res *sim.Result, rep *sim.Report) error {
+	top := rep.Wait.P99
+	for _, d := range rep.WaitByDecile {
+		top = max(top, d.Wait.P90)
+	}
+	top = max(1, 1.3*top)
 	players := 0
 	for i := range res.Tickets {
 		players += len(res.Tickets[i].Players)
 	}
 	every := max(1, (players+maxDots-1)/maxDots)
-	var mx, my, ex, ey []float64
-	n := 0
+	var (
+		mx, my, ex, ey []float64
+		above, n       int
+	)
 	for i := range res.Tickets {
 		t := &res.Tickets[i]
 		for _, p := range t.Players {
@@ -32,23 +43,26 @@ func writeChart(path string, res *sim.Result, rep *sim.Report) error {
 			if n%every != 0 {
 				continue
 			}
-			if t.Status == contracts.StatusMatched {
-				mx, my = append(mx, p.Skill), append(my, t.Wait().Seconds())
-			} else {
-				ex, ey = append(ex, p.Skill), append(ey, t.Wait().Seconds())
+			switch wait := t.Wait().Seconds(); {
+			case t.Status != contracts.StatusMatched:
+				ex, ey = append(ex, p.Skill), append(ey, top)
+			case wait > top:
+				above++
+			default:
+				mx, my = append(mx, p.Skill), append(my, wait)
 			}
 		}
 	}
 	var dx, p50, p90 []float64
 	for _, d := range rep.WaitByDecile {
-		dx = append(dx, (d.Lo+d.Hi)/2)
+		dx = append(dx, d.Median)
 		p50 = append(p50, d.Wait.P50)
 		p90 = append(p90, d.Wait.P90)
 	}
-	dots := func(name string, c drawing.Color, xs, ys []float64) chart.Series {
+	dots := func(name string, c drawing.Color, width float64, xs, ys []float64) chart.Series {
 		return chart.ContinuousSeries{
 			Name:    name,
-			Style:   chart.Style{StrokeWidth: chart.Disabled, DotWidth: 1.5, DotColor: c, StrokeColor: c},
+			Style:   chart.Style{StrokeWidth: chart.Disabled, DotWidth: width, DotColor: c, StrokeColor: c},
 			XValues: xs, YValues: ys,
 		}
 	}
@@ -59,11 +73,13 @@ func writeChart(path string, res *sim.Result, rep *sim.Report) error {
 			XValues: dx, YValues: ys,
 		}
 	}
-	series := []chart.Series{
-		dots(fmt.Sprintf("matched player (1 in %d)", every), drawing.ColorFromHex("7f9fbf").WithAlpha(120), mx, my),
+	name := fmt.Sprintf("matched player (1 in %d)", every)
+	if above > 0 {
+		name += fmt.Sprintf(", %d waiting over %.0f s not shown", above, top)
 	}
+	series := []chart.Series{dots(name, drawing.ColorFromHex("7f9fbf").WithAlpha(120), 1.5, mx, my)}
 	if len(ex) > 0 {
-		series = append(series, dots("expired player", drawing.ColorFromHex("d62728").WithAlpha(160), ex, ey))
+		series = append(series, dots("expired player (on the top edge)", drawing.ColorFromHex("d62728"), 3, ex, ey))
 	}
 	if len(dx) > 1 {
 		series = append(series,
@@ -75,14 +91,23 @@ func writeChart(path string, res *sim.Result, rep *sim.Report) error {
 		Width:      1000,
 		Height:     560,
 		Background: chart.Style{Padding: chart.Box{Top: 50, Left: 20, Right: 20, Bottom: 20}},
-		XAxis:      chart.XAxis{Name: "player skill"},
-		YAxis:      chart.YAxis{Name: "wait (s)"},
+		XAxis:      chart.XAxis{Name: "player skill", ValueFormatter: format("%.0f")},
+		YAxis:      chart.YAxis{Name: "wait (s)", ValueFormatter: format("%.1f"), Range: &chart.ContinuousRange{Min: 0, Max: top}},
 		Series:     series,
 	}
-	graph.Elements = []chart.Renderable{chart.LegendThin(&graph)}
+	graph.Elements = []chart.Renderable{chart.Legend(&graph)}
 	var buf bytes.Buffer
 	if err := graph.Render(chart.PNG, &buf); err != nil {
 		return fmt.Errorf("rendering: %w", err)
 	}
 	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+func format(f string) chart.ValueFormatter {
+	return func(v any) string {
+		if x, ok := v.(float64); ok {
+			return fmt.Sprintf(f, x)
+		}
+		return fmt.Sprint(v)
+	}
 }
