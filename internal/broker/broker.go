@@ -12,7 +12,10 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
 )
 
 // ErrDeadLetter, wrapped in a handler's error, sends the message to the
@@ -67,4 +70,19 @@ type Broker interface {
 	Ping(ctx context.Context) error
 	// Close releases the connection; consumers return.
 	Close() error
+}
+
+// CheckDeclare checks the arguments of Declare, as every implementation
+// must: a non-empty name that is not the dead-letter queue, which belongs to
+// the broker, and a positive retry delay.
+func CheckDeclare(name string, retryDelay time.Duration) error {
+	switch {
+	case name == "":
+		return errors.New("declaring a queue: empty name")
+	case name == contracts.DeadLetterQueue:
+		return fmt.Errorf("declaring %s: the dead-letter queue is the broker's own", name)
+	case retryDelay <= 0:
+		return fmt.Errorf("declaring %s: retry delay %v is not positive", name, retryDelay)
+	}
+	return nil
 }

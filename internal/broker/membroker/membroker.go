@@ -113,13 +113,8 @@ func New(log *slog.Logger) *Broker {
 // the same delay is harmless; with another delay it fails, as it does on
 // RabbitMQ.
 func (b *Broker) Declare(ctx context.Context, name string, retryDelay time.Duration) error {
-	switch {
-	case name == "":
-		return errors.New("declaring a queue: empty name")
-	case name == contracts.DeadLetterQueue:
-		return fmt.Errorf("declaring %s: the dead-letter queue is the broker's own", name)
-	case retryDelay <= 0:
-		return fmt.Errorf("declaring %s: retry delay %v is not positive", name, retryDelay)
+	if err := broker.CheckDeclare(name, retryDelay); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

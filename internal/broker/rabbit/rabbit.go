@@ -390,13 +390,8 @@ func (b *Broker) retryDelay(name string) (time.Duration, bool) {
 // be declared again after a reconnect. Declaring a queue again with another
 // retry delay fails, as RabbitMQ refuses to change a queue's arguments.
 func (b *Broker) Declare(ctx context.Context, name string, retryDelay time.Duration) error {
-	switch {
-	case name == "":
-		return errors.New("declaring a queue: empty name")
-	case name == contracts.DeadLetterQueue:
-		return fmt.Errorf("declaring %s: the dead-letter queue is the broker's own", name)
-	case retryDelay <= 0:
-		return fmt.Errorf("declaring %s: retry delay %v is not positive", name, retryDelay)
+	if err := broker.CheckDeclare(name, retryDelay); err != nil {
+		return err
 	}
 	if _, err := b.session(ctx, outageWait); err != nil {
 		return fmt.Errorf("declaring %s: %w", name, err)
