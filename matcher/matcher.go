@@ -1,8 +1,8 @@
 // Package matcher consumes ticket messages and forms matches. Each message is
 // one attempt to match one ticket: it claims the ticket together with the best
-// opponent waiting in the pool, or puts the ticket in the pool and sends its
-// message back through the retry queue for a later attempt with a wider skill
-// window. The claim is atomic in the store, so any number of matchers may race
+// opponents waiting in the pool or arriving in the same batch of messages, or
+// puts the ticket in the pool and sends its message back through the retry
+// queue for a later attempt with a wider skill window. The claim is atomic in the store, so any number of matchers may race
 // on one pool, and every step is safe to repeat when a message is redelivered.
 package matcher
 
@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -52,7 +53,8 @@ type Config struct {
 
 // Matcher handles ticket messages.
 type Matcher struct {
-	cfg Config
+	cfg     Config
+	batches combiner
 }
 
 // New returns a Matcher.
@@ -66,107 +68,106 @@ func New(cfg Config) *Matcher {
 	return &Matcher{cfg: cfg}
 }
 
-// claimAttempts bounds how often one message retries after losing a
+// claimAttempts bounds how often one search retries after losing a
 // candidate to another matcher before it settles for the pool.
 const claimAttempts = 3
 
-// Handle is the broker.Handler for ticket messages.
+// Handle is the broker.Handler for ticket messages. Messages that arrive
+// while another batch is being handled wait and are handled together as
+// the next batch (see batch.go), so concurrent deliveries pair up among
+// themselves instead of racing for the same pool entries.
 func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 	tm, err := contracts.DecodeTicketMessage(msg.Body)
 	if err != nil {
 		return m.deadLetter("unknown", err)
 	}
-	q, ok := m.cfg.Queues.Get(tm.Ticket.Queue)
-	if !ok {
+	if _, ok := m.cfg.Queues.Get(tm.Ticket.Queue); !ok {
 		return m.deadLetter(tm.Ticket.Queue, fmt.Errorf("ticket %s names unknown queue %q", tm.Ticket.ID, tm.Ticket.Queue))
 	}
-	t := tm.Ticket
-	// The first delivery of a fresh ticket carries all it needs; any other
-	// delivery may be stale, so it starts from the store's version.
-	if msg.Redelivered || tm.Attempt > 0 {
-		t, err = m.cfg.Store.Ticket(ctx, tm.Ticket.ID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return nil // deleted: its creation was rolled back
-		case err != nil:
-			return fmt.Errorf("reading ticket %s: %w", tm.Ticket.ID, err)
-		case t.Status == contracts.StatusMatched && msg.Redelivered:
-			// This delivery may have claimed the match and died before
-			// publishing it; publishing again is harmless.
-			return m.republish(ctx, t)
-		case t.Status != contracts.StatusSearching:
-			return nil
-		}
-	}
-	now := m.cfg.Now()
-	if now.Sub(t.CreatedAt) >= q.MaxWait {
-		if _, err := m.cfg.Store.ExpireTicket(ctx, t.ID, now); err != nil {
-			return fmt.Errorf("expiring ticket %s: %w", t.ID, err)
-		}
-		m.cfg.Metrics.TicketsFinished.WithLabelValues(q.Name, string(contracts.StatusExpired)).Inc()
-		return nil
-	}
-	self := poolEntry(&q, &t)
-	matched, err := m.tryMatch(ctx, &q, self, now)
-	if err != nil || matched {
-		return err
-	}
-	// A miss. Join the pool, then look once more: a ticket that joined
-	// while we searched may have missed us too, and one of the two of us
-	// now sees the other, so neither waits a full retry delay for nothing.
-	in, err := m.cfg.Store.AddToPool(ctx, q.Name, self)
-	if err != nil {
-		return fmt.Errorf("adding ticket %s to the pool: %w", t.ID, err)
-	}
-	if !in {
-		return nil // cancelled or matched meanwhile
-	}
-	if matched, err := m.tryMatch(ctx, &q, self, m.cfg.Now()); err != nil || matched {
-		return err
-	}
-	next, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t, Attempt: tm.Attempt + 1})
-	if err != nil {
-		return fmt.Errorf("encoding retry of ticket %s: %w", t.ID, err)
-	}
-	if err := m.cfg.Publisher.PublishDelayed(ctx, contracts.TicketQueue(q.Name), next); err != nil {
-		return fmt.Errorf("sending ticket %s to retry: %w", t.ID, err)
-	}
-	m.cfg.Metrics.Requeues.WithLabelValues(contracts.TicketQueue(q.Name), "no_match").Inc()
-	return nil
+	return m.combine(ctx, &ticketCall{msg: tm, redelivered: msg.Redelivered, done: make(chan bool, 1)})
 }
 
-// tryMatch searches the pool for tickets to complete a match with self and
-// claims them all at once. It reports true when self is settled: matched
-// now, or found no longer searching.
-func (m *Matcher) tryMatch(ctx context.Context, q *queues.Queue, self store.PoolEntry, now time.Time) (bool, error) {
+// current reads the ticket of c as it stands now. It reports false when
+// there is nothing to do for the message; then c.err is its outcome.
+func (m *Matcher) current(ctx context.Context, c *ticketCall) (contracts.Ticket, bool) {
+	tm := &c.msg
+	// The first delivery of a fresh ticket carries all it needs; any other
+	// delivery may be stale, so it starts from the store's version.
+	if !c.redelivered && tm.Attempt == 0 {
+		return tm.Ticket, true
+	}
+	t, err := m.cfg.Store.Ticket(ctx, tm.Ticket.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return t, false // deleted: its creation was rolled back
+	case err != nil:
+		c.err = fmt.Errorf("reading ticket %s: %w", tm.Ticket.ID, err)
+		return t, false
+	case t.Status == contracts.StatusMatched && c.redelivered:
+		// This delivery may have claimed the match and died before
+		// publishing it; publishing again is harmless.
+		c.err = m.republish(ctx, t)
+		return t, false
+	case t.Status != contracts.StatusSearching:
+		return t, false
+	}
+	return t, true
+}
+
+// search looks for a match for self among the pool's candidates and
+// extra (tickets of the same batch, not in the pool), and claims it. It
+// answers the claimed match and its entries, or nil when there is none;
+// settled reports that self is no longer searching, matched now or found
+// cancelled or matched elsewhere.
+func (m *Matcher) search(ctx context.Context, q *queues.Queue, self store.PoolEntry, extra []store.PoolEntry, now time.Time) (match *contracts.Match, entries []store.PoolEntry, settled bool, err error) {
 	limit := max(m.cfg.Candidates, 4*q.PlayersPerMatch())
 	var lost map[string]bool
 	for range claimAttempts {
 		cands, err := m.cfg.Store.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, limit)
 		if err != nil {
-			return false, fmt.Errorf("searching the %s pool: %w", q.Name, err)
+			return nil, nil, false, fmt.Errorf("searching the %s pool: %w", q.Name, err)
 		}
+		cands = withExtra(cands, extra, self.Skill, q.Skill.Max)
 		entries, region, teams, ok := findMatch(q, self, cands, lost, now)
 		if !ok {
-			return false, nil
+			return nil, nil, false, nil
 		}
-		match, err := m.formMatch(ctx, q, region, now, entries, teams)
+		formed, err := m.formMatch(ctx, q, region, now, entries, teams)
 		var conflict *store.ConflictError
 		switch {
 		case err == nil:
-			return true, m.publishMatch(ctx, q, match, now, entries)
+			return &formed, entries, true, nil
 		case errors.As(err, &conflict) && conflict.TicketID == self.TicketID:
-			return true, nil // cancelled, or matched by another matcher
+			return nil, nil, true, nil // cancelled, or matched by another matcher
 		case errors.As(err, &conflict):
 			if lost == nil {
 				lost = make(map[string]bool)
 			}
 			lost[conflict.TicketID] = true
 		default:
-			return false, err
+			return nil, nil, false, err
 		}
 	}
-	return false, nil
+	return nil, nil, false, nil
+}
+
+// withExtra adds to the pool's candidates the entries of extra within
+// maxGap of skill that the pool did not already hold.
+func withExtra(cands, extra []store.PoolEntry, skill, maxGap float64) []store.PoolEntry {
+	if len(extra) == 0 {
+		return cands
+	}
+	seen := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		seen[c.TicketID] = true
+	}
+	for _, e := range extra {
+		if !seen[e.TicketID] && math.Abs(e.Skill-skill) <= maxGap {
+			seen[e.TicketID] = true
+			cands = append(cands, e)
+		}
+	}
+	return cands
 }
 
 // formMatch claims the tickets of entries as one match with the given
@@ -195,17 +196,6 @@ func (m *Matcher) formMatch(ctx context.Context, q *queues.Queue, region string,
 		return match, fmt.Errorf("claiming match of %v: %w", match.TicketIDs, err)
 	}
 	return match, nil
-}
-
-func (m *Matcher) publishMatch(ctx context.Context, q *queues.Queue, match contracts.Match, now time.Time, entries []store.PoolEntry) error {
-	if err := m.sendMatch(ctx, match); err != nil {
-		return err
-	}
-	m.cfg.Metrics.MatchesFormed.WithLabelValues(q.Name, match.Region).Inc()
-	for _, e := range entries {
-		m.cfg.Metrics.WaitSeconds.WithLabelValues(q.Name).Observe(now.Sub(e.CreatedAt).Seconds())
-	}
-	return nil
 }
 
 func (m *Matcher) republish(ctx context.Context, t contracts.Ticket) error {
