@@ -61,7 +61,9 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 	if !ok {
 		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, store.ErrNotFound)
 	}
-	f, err := s.client.HMGet(ctx, s.matchKey(q, matchID), "status", "region", "tickets", "alloc_head").Result()
+	hm := redis.NewSliceCmd(ctx, "hmget", s.matchKey(q, matchID), "status", "region", "tickets", "alloc_head")
+	_ = s.pipe.do(ctx, hm)
+	f, err := hm.Result()
 	if err != nil {
 		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, err)
 	}

@@ -164,7 +164,9 @@ func (s *Store) ticketLive(ctx context.Context, id string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	st, err := s.client.HGet(ctx, key, "status").Result()
+	cmd := redis.NewStringCmd(ctx, "hget", key, "status")
+	_ = s.pipe.do(ctx, cmd)
+	st, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}

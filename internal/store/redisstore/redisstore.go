@@ -56,6 +56,7 @@ type Options struct {
 // cluster) and prefix.
 type Store struct {
 	client          redis.UniversalClient
+	pipe            pipe
 	prefix          string
 	retention       time.Duration
 	serverRetention time.Duration
@@ -83,6 +84,7 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	}
 	return &Store{
 		client:          client,
+		pipe:            pipe{client: client},
 		prefix:          opts.Prefix,
 		retention:       opts.Retention,
 		serverRetention: opts.ServerRetention,
@@ -90,9 +92,22 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	}
 }
 
-// eval runs a script; every script takes the change channel first.
+// eval runs a script through the pipe; every script takes the change
+// channel first. A script Redis does not have yet (after a restart or a
+// SCRIPT FLUSH) is sent whole, which loads it.
 func (s *Store) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
-	return sc.Run(ctx, s.client, keys, append([]any{s.channel()}, args...)...)
+	cmdArgs := make([]any, 0, 4+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, "evalsha", sc.Hash(), len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmdArgs = append(cmdArgs, s.channel())
+	cmdArgs = append(cmdArgs, args...)
+	cmd := redis.NewCmd(ctx, cmdArgs...)
+	if err := s.pipe.do(ctx, cmd); redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return sc.Eval(ctx, s.client, keys, append([]any{s.channel()}, args...)...)
+	}
+	return cmd
 }
 
 // run runs a script whose reply is a list.
@@ -159,7 +174,9 @@ func (s *Store) Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	if !ok {
 		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, store.ErrNotFound)
 	}
-	h, err := s.client.HGetAll(ctx, key).Result()
+	cmd := redis.NewMapStringStringCmd(ctx, "hgetall", key)
+	_ = s.pipe.do(ctx, cmd)
+	h, err := cmd.Result()
 	if err != nil {
 		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, err)
 	}
