@@ -93,8 +93,23 @@ type Assignment struct {
 }
 
 // UnmarshalJSON requires both fields: a player without a skill would
-// otherwise be matched as if rated 0.
+// otherwise be matched as if rated 0. Players are decoded wherever tickets,
+// pool entries and matches are read, so the usual case, an object with just
+// the two fields, takes json.Unmarshal; anything else takes a strict decoder,
+// which names the problem.
 func (p *Player) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		ID    *string  `json:"id"`
+		Skill *float64 `json:"skill"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil || raw.ID == nil || raw.Skill == nil || objectKeys(b) != 2 {
+		return p.unmarshalStrict(b)
+	}
+	p.ID, p.Skill = *raw.ID, *raw.Skill
+	return nil
+}
+
+func (p *Player) unmarshalStrict(b []byte) error {
 	var raw struct {
 		ID    *string  `json:"id"`
 		Skill *float64 `json:"skill"`
@@ -112,4 +127,32 @@ func (p *Player) UnmarshalJSON(b []byte) error {
 	}
 	p.ID, p.Skill = *raw.ID, *raw.Skill
 	return nil
+}
+
+// objectKeys counts the keys of the JSON object b, which json.Unmarshal has
+// found valid: the colons outside strings at the object's own depth.
+func objectKeys(b []byte) int {
+	n, depth, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ':' && depth == 1:
+			n++
+		}
+	}
+	return n
 }
