@@ -3,6 +3,7 @@ package matcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -62,27 +63,34 @@ func (m *Matcher) combine(ctx context.Context, c *ticketCall) error {
 	b.waiting = nil
 	b.mu.Unlock()
 
-	m.handleBatch(ctx, batch)
-	for _, o := range batch {
-		if o != c {
-			o.done <- false
-		}
-	}
+	// The store's part of the batch is done before the next batch starts,
+	// so that it sees this one's claims; the publishes wait for RabbitMQ's
+	// confirms, which the next batch need not wait for.
+	publish := m.handleBatch(ctx, batch)
 
 	b.mu.Lock()
 	if len(b.waiting) == 0 {
 		b.leading = false
 		b.mu.Unlock()
-		return c.err
+	} else {
+		next := b.waiting[0]
+		b.mu.Unlock()
+		next.done <- true
 	}
-	next := b.waiting[0]
-	b.mu.Unlock()
-	next.done <- true
+
+	publish()
+	for _, o := range batch {
+		if o != c {
+			o.done <- false
+		}
+	}
 	return c.err
 }
 
-// handleBatch handles calls, a queue at a time, and sets each one's err.
-func (m *Matcher) handleBatch(ctx context.Context, calls []*ticketCall) {
+// handleBatch does the store's part of handling calls, a queue at a time,
+// and answers what remains: the publishes, after which each call's err is
+// its outcome.
+func (m *Matcher) handleBatch(ctx context.Context, calls []*ticketCall) (publish func()) {
 	var order []string
 	byQueue := make(map[string][]*ticketCall)
 	for _, c := range calls {
@@ -92,9 +100,15 @@ func (m *Matcher) handleBatch(ctx context.Context, calls []*ticketCall) {
 		}
 		byQueue[name] = append(byQueue[name], c)
 	}
+	var publishes []func()
 	for _, name := range order {
 		q, _ := m.cfg.Queues.Get(name) // Handle checked it
-		m.handleQueue(ctx, &q, byQueue[name])
+		publishes = append(publishes, m.handleQueue(ctx, &q, byQueue[name]))
+	}
+	return func() {
+		for _, p := range publishes {
+			p()
+		}
 	}
 }
 
@@ -120,53 +134,60 @@ type formed struct {
 	entries []store.PoolEntry
 }
 
-// handleQueue handles the calls of one queue.
-func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*ticketCall) {
-	var (
-		live []*searcher
-		byID = make(map[string]*searcher, len(calls))
-	)
-	for _, c := range calls {
-		if _, dup := byID[c.msg.Ticket.ID]; dup {
-			// Two messages of one ticket (a redelivery beside a retry):
-			// the first one's outcome covers both.
-			continue
-		}
-		t, ok := m.current(ctx, c)
-		if !ok {
-			continue
-		}
-		now := m.cfg.Now()
-		if now.Sub(t.CreatedAt) >= q.MaxWait {
-			if _, err := m.cfg.Store.ExpireTicket(ctx, t.ID, now); err != nil {
-				c.err = fmt.Errorf("expiring ticket %s: %w", t.ID, err)
-				continue
-			}
-			m.cfg.Metrics.TicketsFinished.WithLabelValues(q.Name, string(contracts.StatusExpired)).Inc()
-			continue
-		}
-		s := &searcher{call: c, ticket: t, entry: poolEntry(q, &t)}
-		byID[t.ID] = s
-		live = append(live, s)
-	}
-	// The longest-waiting ticket has priority.
-	slices.SortStableFunc(live, func(a, b *searcher) int { return a.ticket.CreatedAt.Compare(b.ticket.CreatedAt) })
+// found is the result of one search.
+type found struct {
+	match   *contracts.Match
+	entries []store.PoolEntry
+	settled bool
+	err     error
+}
 
+// each runs fn(0), ..., fn(n-1) at once and waits for them: the store's
+// round trips of a batch then share pipelines (see redisstore's pipe)
+// instead of following one another.
+func each(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { fn(i) })
+	}
+	wg.Wait()
+}
+
+// handleQueue does the store's part for the calls of one queue, in four
+// steps, each a round of store calls made at once: read what the messages
+// cannot be trusted to carry; read the pool near every ticket; claim the
+// matches chosen from those candidates and the batch itself, oldest ticket
+// first; and put the rest in the pool and look once more. It answers the
+// publishes that remain: the matches, and the retries of the tickets still
+// unmatched.
+func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*ticketCall) (publish func()) {
+	live := m.searchers(ctx, q, calls)
+	if len(live) == 0 {
+		return func() {}
+	}
+	byID := make(map[string]*searcher, len(live))
+	for _, s := range live {
+		byID[s.ticket.ID] = s
+	}
 	var out outcome
-	// settle records a search's result for self and for every ticket of
+	// apply records a search's result for self and for every ticket of
 	// the batch its match took.
-	settle := func(self *searcher, match *contracts.Match, entries []store.PoolEntry, settled bool, err error) {
-		if err != nil {
-			self.call.err = err
+	apply := func(self *searcher, f found) {
+		if f.err != nil {
+			self.call.err = f.err
 			self.settled = true
 			return
 		}
-		self.settled = self.settled || settled
-		if match == nil {
+		self.settled = self.settled || f.settled
+		if f.match == nil {
 			return
 		}
-		out.matches = append(out.matches, formed{match, entries})
-		for _, e := range entries {
+		out.matches = append(out.matches, formed{f.match, f.entries})
+		for _, e := range f.entries {
 			if s, ok := byID[e.TicketID]; ok {
 				s.settled = true
 				out.matchCalls = append(out.matchCalls, s.call)
@@ -174,21 +195,91 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		}
 	}
 
-	// First, against the pool and the rest of the batch.
+	// The pool near every ticket.
 	now := m.cfg.Now()
-	extra := make([]store.PoolEntry, 0, len(live))
-	for _, s := range live {
+	limit := max(m.cfg.Candidates, 4*q.PlayersPerMatch())
+	pools := make([][]store.PoolEntry, len(live))
+	each(len(live), func(i int) {
+		var err error
+		pools[i], err = m.cfg.Store.Candidates(ctx, q.Name, live[i].entry.Skill, q.Skill.Max, limit)
+		if err != nil {
+			live[i].call.err = fmt.Errorf("searching the %s pool: %w", q.Name, err)
+			live[i].settled = true
+		}
+	})
+
+	// Choose matches, the longest-waiting ticket first, among its pool
+	// candidates and the rest of the batch, then claim them all at once.
+	type proposal struct {
+		self    *searcher
+		region  string
+		entries []store.PoolEntry
+		teams   [][]int
+		members []*searcher // of the batch, self included
+		found   found
+	}
+	var (
+		proposals []*proposal
+		taken     = make(map[string]bool)
+		retry     []*searcher // lost a claim: search again on their own
+	)
+	for i, s := range live {
 		if s.settled {
 			continue
 		}
-		extra = extra[:0]
-		for _, o := range live {
-			if o != s && !o.settled {
-				extra = append(extra, o.entry)
+		cands := make([]store.PoolEntry, 0, len(pools[i])+len(live))
+		for _, c := range pools[i] {
+			if !taken[c.TicketID] {
+				cands = append(cands, c)
 			}
 		}
-		match, entries, settled, err := m.search(ctx, q, s.entry, extra, now)
-		settle(s, match, entries, settled, err)
+		cands = withExtra(cands, unsettled(live, s), s.entry.Skill, q.Skill.Max)
+		entries, region, teams, ok := findMatch(q, s.entry, cands, nil, now)
+		if !ok {
+			continue
+		}
+		p := &proposal{self: s, region: region, entries: entries, teams: teams}
+		for _, e := range entries {
+			taken[e.TicketID] = true
+			if o, ok := byID[e.TicketID]; ok {
+				o.settled = true
+				p.members = append(p.members, o)
+			}
+		}
+		proposals = append(proposals, p)
+	}
+	each(len(proposals), func(i int) {
+		p := proposals[i]
+		match, err := m.formMatch(ctx, q, p.region, now, p.entries, p.teams)
+		p.found = found{match: &match, entries: p.entries, settled: true, err: err}
+	})
+	for _, p := range proposals {
+		var conflict *store.ConflictError
+		switch err := p.found.err; {
+		case err == nil:
+			apply(p.self, p.found)
+		case errors.As(err, &conflict):
+			// Someone else's claim or cancel came first. The ticket
+			// that blocked it is no longer searching; the others are.
+			for _, o := range p.members {
+				if o.ticket.ID == conflict.TicketID {
+					continue
+				}
+				o.settled = false
+				retry = append(retry, o)
+			}
+		default:
+			for _, o := range p.members {
+				o.call.err = err
+			}
+		}
+	}
+	for _, s := range retry {
+		if s.settled {
+			continue
+		}
+		match, entries, settled, err := m.search(ctx, q, s.entry, unsettled(live, s), now)
+		apply(s, found{match, entries, settled, err})
 	}
 
 	// The misses join the pool, then look once more: a ticket that joined
@@ -197,26 +288,32 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 	// retry delay for nothing.
 	var missed []*searcher
 	for _, s := range live {
-		if s.settled {
-			continue
-		}
-		in, err := m.cfg.Store.AddToPool(ctx, q.Name, s.entry)
-		switch {
-		case err != nil:
-			s.call.err = fmt.Errorf("adding ticket %s to the pool: %w", s.ticket.ID, err)
-			s.settled = true
-		case !in:
-			s.settled = true // cancelled or matched meanwhile
-		default:
+		if !s.settled {
 			missed = append(missed, s)
 		}
 	}
-	for _, s := range missed {
-		if s.settled {
-			continue
+	added := make([]bool, len(missed))
+	each(len(missed), func(i int) {
+		s := missed[i]
+		in, err := m.cfg.Store.AddToPool(ctx, q.Name, s.entry)
+		if err != nil {
+			s.call.err = fmt.Errorf("adding ticket %s to the pool: %w", s.ticket.ID, err)
 		}
-		match, entries, settled, err := m.search(ctx, q, s.entry, nil, m.cfg.Now())
-		settle(s, match, entries, settled, err)
+		added[i] = in && err == nil
+	})
+	results := make([]found, len(missed))
+	each(len(missed), func(i int) {
+		if !added[i] {
+			results[i].settled = true // cancelled or matched meanwhile, or failed
+			return
+		}
+		match, entries, settled, err := m.search(ctx, q, missed[i].entry, nil, m.cfg.Now())
+		results[i] = found{match, entries, settled, err}
+	})
+	for i, s := range missed {
+		apply(s, results[i])
+	}
+	for _, s := range missed {
 		if s.settled {
 			continue
 		}
@@ -229,7 +326,59 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		out.retryCalls = append(out.retryCalls, s.call)
 	}
 
-	m.publish(ctx, q, &out, now)
+	return func() { m.publish(ctx, q, &out, now) }
+}
+
+// searchers reads the tickets of calls that are still searching, expires
+// those past their max wait, and answers the rest, oldest first. Calls
+// with nothing left to do keep their outcome in err.
+func (m *Matcher) searchers(ctx context.Context, q *queues.Queue, calls []*ticketCall) []*searcher {
+	// Two messages of one ticket (a redelivery beside a retry): the first
+	// one's outcome covers both.
+	seen := make(map[string]bool, len(calls))
+	var unique []*ticketCall
+	for _, c := range calls {
+		if !seen[c.msg.Ticket.ID] {
+			seen[c.msg.Ticket.ID] = true
+			unique = append(unique, c)
+		}
+	}
+	tickets := make([]contracts.Ticket, len(unique))
+	searching := make([]bool, len(unique))
+	each(len(unique), func(i int) { tickets[i], searching[i] = m.current(ctx, unique[i]) })
+
+	var live []*searcher
+	for i, c := range unique {
+		if !searching[i] {
+			continue
+		}
+		t := tickets[i]
+		now := m.cfg.Now()
+		if now.Sub(t.CreatedAt) >= q.MaxWait {
+			if _, err := m.cfg.Store.ExpireTicket(ctx, t.ID, now); err != nil {
+				c.err = fmt.Errorf("expiring ticket %s: %w", t.ID, err)
+				continue
+			}
+			m.cfg.Metrics.TicketsFinished.WithLabelValues(q.Name, string(contracts.StatusExpired)).Inc()
+			continue
+		}
+		live = append(live, &searcher{call: c, ticket: t, entry: poolEntry(q, &t)})
+	}
+	// The longest-waiting ticket has priority.
+	slices.SortStableFunc(live, func(a, b *searcher) int { return a.ticket.CreatedAt.Compare(b.ticket.CreatedAt) })
+	return live
+}
+
+// unsettled lists the entries of the batch other than self that are still
+// searching.
+func unsettled(live []*searcher, self *searcher) []store.PoolEntry {
+	var out []store.PoolEntry
+	for _, o := range live {
+		if o != self && !o.settled {
+			out = append(out, o.entry)
+		}
+	}
+	return out
 }
 
 // publish sends a batch's matches and retries, each kind in one confirmed
