@@ -79,9 +79,16 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
 	}
 
-	// Step 1.
+	players := t.PlayerIDs()
+	slices.Sort(players)
+	players = slices.Compact(players)
+
+	// Step 1, and on one server the first claim of step 2 in the same
+	// round trip: a pipeline runs in order there, so the claim still
+	// comes after the ticket.
 	args := append([]any{t.ID, expiresAt.UnixMilli()}, fields...)
-	r, err := s.run(ctx, createScript, []string{s.ticketKey(q, t.ID), s.expiryKey(q)}, args...)
+	keys := []string{s.ticketKey(q, t.ID), s.expiryKey(q)}
+	r, claimed, err := s.createAndClaim(ctx, keys, args, t.ID, players[0])
 	if err != nil {
 		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
 	}
@@ -95,10 +102,10 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 	}
 
 	// Steps 2 and 3.
-	players := t.PlayerIDs()
-	slices.Sort(players)
-	players = slices.Compact(players)
-	for _, pid := range players {
+	for i, pid := range players {
+		if i == 0 && claimed {
+			continue
+		}
 		owner, err := s.claimPlayer(ctx, pid, t.ID)
 		if err == nil && owner == "" {
 			continue
@@ -113,6 +120,47 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 		return busy
 	}
 	return nil
+}
+
+// createAndClaim runs step 1 of CreateTicket and answers its reply. On a
+// single server it sends the first player's claim in the same pipeline,
+// and reports whether that claim is now the ticket's; otherwise, or when
+// the claim found an owner (which step 3 must look at), claimed is false
+// and step 2 claims that player as usual.
+//
+// If step 1 failed, the claim may name a ticket that was never written,
+// which anyone may take over, so it is not kept: it is released if it is
+// still the ticket's and, if Redis only lacked the script, step 1 runs
+// again on its own.
+func (s *Store) createAndClaim(ctx context.Context, keys []string, args []any, id, player string) (r []any, claimed bool, err error) {
+	if _, single := s.client.(*redis.Client); !single {
+		r, err := s.run(ctx, createScript, keys, args...)
+		return r, false, err
+	}
+	var create, first *redis.Cmd
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		create = createScript.EvalSha(ctx, p, keys, append([]any{s.channel()}, args...)...)
+		first = claimPlayerScript.EvalSha(ctx, p, []string{s.playerKey(player)}, s.channel(), id, "")
+		return nil
+	})
+	res, err := create.Result()
+	if err != nil {
+		if owner, cerr := first.Text(); cerr == nil && owner == "" {
+			if rerr := s.release(ctx, []claim{{player: player, ticket: id}}); rerr != nil {
+				return nil, false, errors.Join(err, rerr)
+			}
+		}
+		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return nil, false, err
+		}
+		r, err := s.run(ctx, createScript, keys, args...)
+		return r, false, err
+	}
+	r, _ = res.([]any)
+	// After "exists" the claim names an existing ticket, as the rule
+	// wants; CreateTicket answers the conflict and leaves it.
+	owner, err := first.Text()
+	return r, code(r) == "ok" && err == nil && owner == "", nil
 }
 
 // reregisterEvery bounds how long a process trusts that its queue is still
