@@ -1,10 +1,12 @@
 package matcher
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -142,12 +144,14 @@ type found struct {
 	err     error
 }
 
-// each runs fn(0), ..., fn(n-1) at once and waits for them: the store's
-// round trips of a batch then share pipelines (see redisstore's pipe)
-// instead of following one another.
-func each(n int, fn func(i int)) {
-	if n == 1 {
-		fn(0)
+// each runs fn(0), ..., fn(n-1): at once when batching (Config.Batch), so
+// that the store's round trips share pipelines (see redisstore's pipe)
+// instead of following one another; one after the other otherwise.
+func (m *Matcher) each(n int, fn func(i int)) {
+	if n == 1 || !m.cfg.Batch {
+		for i := range n {
+			fn(i)
+		}
 		return
 	}
 	var wg sync.WaitGroup
@@ -199,7 +203,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 	now := m.cfg.Now()
 	limit := max(m.cfg.Candidates, 4*q.PlayersPerMatch())
 	pools := make([][]store.PoolEntry, len(live))
-	each(len(live), func(i int) {
+	m.each(len(live), func(i int) {
 		var err error
 		pools[i], err = m.cfg.Store.Candidates(ctx, q.Name, live[i].entry.Skill, q.Skill.Max, limit)
 		if err != nil {
@@ -223,6 +227,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		taken     = make(map[string]bool)
 		retry     []*searcher // lost a claim: search again on their own
 	)
+	near := newNeighbours(live, q.Skill.Max, limit)
 	for i, s := range live {
 		if s.settled {
 			continue
@@ -233,7 +238,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 				cands = append(cands, c)
 			}
 		}
-		cands = withExtra(cands, unsettled(live, s), s.entry.Skill, q.Skill.Max)
+		cands = withExtra(cands, near.of(s), s.entry.Skill, q.Skill.Max)
 		entries, region, teams, ok := findMatch(q, s.entry, cands, nil, now)
 		if !ok {
 			continue
@@ -248,7 +253,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		}
 		proposals = append(proposals, p)
 	}
-	each(len(proposals), func(i int) {
+	m.each(len(proposals), func(i int) {
 		p := proposals[i]
 		match, err := m.formMatch(ctx, q, p.region, now, p.entries, p.teams)
 		p.found = found{match: &match, entries: p.entries, settled: true, err: err}
@@ -278,7 +283,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		if s.settled {
 			continue
 		}
-		match, entries, settled, err := m.search(ctx, q, s.entry, unsettled(live, s), now)
+		match, entries, settled, err := m.search(ctx, q, s.entry, near.of(s), now)
 		apply(s, found{match, entries, settled, err})
 	}
 
@@ -293,7 +298,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		}
 	}
 	added := make([]bool, len(missed))
-	each(len(missed), func(i int) {
+	m.each(len(missed), func(i int) {
 		s := missed[i]
 		in, err := m.cfg.Store.AddToPool(ctx, q.Name, s.entry)
 		if err != nil {
@@ -302,7 +307,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		added[i] = in && err == nil
 	})
 	results := make([]found, len(missed))
-	each(len(missed), func(i int) {
+	m.each(len(missed), func(i int) {
 		if !added[i] {
 			results[i].settled = true // cancelled or matched meanwhile, or failed
 			return
@@ -345,7 +350,7 @@ func (m *Matcher) searchers(ctx context.Context, q *queues.Queue, calls []*ticke
 	}
 	tickets := make([]contracts.Ticket, len(unique))
 	searching := make([]bool, len(unique))
-	each(len(unique), func(i int) { tickets[i], searching[i] = m.current(ctx, unique[i]) })
+	m.each(len(unique), func(i int) { tickets[i], searching[i] = m.current(ctx, unique[i]) })
 
 	var live []*searcher
 	for i, c := range unique {
@@ -369,13 +374,41 @@ func (m *Matcher) searchers(ctx context.Context, q *queues.Queue, calls []*ticke
 	return live
 }
 
-// unsettled lists the entries of the batch other than self that are still
-// searching.
-func unsettled(live []*searcher, self *searcher) []store.PoolEntry {
+// neighbours finds, for a ticket of the batch, the other tickets of the
+// batch still searching that are nearest in skill, as many on each side as
+// a pool search reads, so that a big batch costs each search no more than
+// the pool does.
+type neighbours struct {
+	bySkill []*searcher
+	at      map[*searcher]int
+	maxGap  float64
+	limit   int
+}
+
+func newNeighbours(live []*searcher, maxGap float64, limit int) *neighbours {
+	n := &neighbours{bySkill: slices.Clone(live), at: make(map[*searcher]int, len(live)), maxGap: maxGap, limit: limit}
+	slices.SortStableFunc(n.bySkill, func(a, b *searcher) int { return cmp.Compare(a.entry.Skill, b.entry.Skill) })
+	for i, s := range n.bySkill {
+		n.at[s] = i
+	}
+	return n
+}
+
+// of lists the neighbours of s that are still searching.
+func (n *neighbours) of(s *searcher) []store.PoolEntry {
 	var out []store.PoolEntry
-	for _, o := range live {
-		if o != self && !o.settled {
-			out = append(out, o.entry)
+	k := n.at[s]
+	for _, step := range []int{-1, 1} {
+		taken := 0
+		for i := k + step; i >= 0 && i < len(n.bySkill) && taken < n.limit; i += step {
+			o := n.bySkill[i]
+			if math.Abs(o.entry.Skill-s.entry.Skill) > n.maxGap {
+				break
+			}
+			if !o.settled {
+				out = append(out, o.entry)
+				taken++
+			}
 		}
 	}
 	return out

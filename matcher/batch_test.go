@@ -57,7 +57,7 @@ func newBatchEnv(t *testing.T) *batchEnv {
 	st := memstore.New(memstore.Options{})
 	pub := &recorder{}
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	m := New(Config{Queues: set, Store: st, Publisher: pub, Metrics: metrics.NewUnregistered(),
+	m := New(Config{Queues: set, Store: st, Publisher: pub, Metrics: metrics.NewUnregistered(), Batch: true,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }})
 	return &batchEnv{st: st, pub: pub, m: m, q: q, now: now}
 }

@@ -49,6 +49,12 @@ type Config struct {
 	// Candidates is how many pool entries nearest in skill one search
 	// reads; default 32.
 	Candidates int
+	// Batch combines the messages handled at the same time into batches
+	// (see batch.go) and makes the store calls of each step of a batch at
+	// once. It pays off when every store call is a network round trip
+	// (Redis); in memory, each message handled on its own, as many at once
+	// as the consumer runs, costs less.
+	Batch bool
 }
 
 // Matcher handles ticket messages.
@@ -72,10 +78,11 @@ func New(cfg Config) *Matcher {
 // candidate to another matcher before it settles for the pool.
 const claimAttempts = 3
 
-// Handle is the broker.Handler for ticket messages. Messages that arrive
-// while another batch is being handled wait and are handled together as
-// the next batch (see batch.go), so concurrent deliveries pair up among
-// themselves instead of racing for the same pool entries.
+// Handle is the broker.Handler for ticket messages. With Config.Batch,
+// messages that arrive while another batch is being handled wait and are
+// handled together as the next batch (see batch.go), so concurrent
+// deliveries pair up among themselves instead of racing for the same pool
+// entries.
 func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 	tm, err := contracts.DecodeTicketMessage(msg.Body)
 	if err != nil {
@@ -84,7 +91,12 @@ func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 	if _, ok := m.cfg.Queues.Get(tm.Ticket.Queue); !ok {
 		return m.deadLetter(tm.Ticket.Queue, fmt.Errorf("ticket %s names unknown queue %q", tm.Ticket.ID, tm.Ticket.Queue))
 	}
-	return m.combine(ctx, &ticketCall{msg: tm, redelivered: msg.Redelivered, done: make(chan bool, 1)})
+	c := &ticketCall{msg: tm, redelivered: msg.Redelivered, done: make(chan bool, 1)}
+	if !m.cfg.Batch {
+		m.handleBatch(ctx, []*ticketCall{c})()
+		return c.err
+	}
+	return m.combine(ctx, c)
 }
 
 // current reads the ticket of c as it stands now. It reports false when

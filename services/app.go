@@ -240,6 +240,7 @@ func (a *App) Run(ctx context.Context) error {
 			Publisher: a.deps.Broker,
 			Metrics:   a.metrics,
 			Log:       a.log,
+			Batch:     !a.cfg.Embedded(),
 		})
 		opts := broker.ConsumeOptions{Prefetch: a.cfg.MatcherPrefetch, Workers: a.cfg.MatcherWorkers}
 		for _, name := range a.cfg.Queues.Names() {

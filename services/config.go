@@ -37,8 +37,8 @@ type Config struct {
 	ReapInterval     time.Duration `envconfig:"REAP_INTERVAL" default:"1s"`
 	ReapGrace        time.Duration `envconfig:"REAP_GRACE" default:"5s"`
 
-	MatcherPrefetch  int `envconfig:"MATCHER_PREFETCH" default:"128"`
-	MatcherWorkers   int `envconfig:"MATCHER_WORKERS" default:"32"`
+	MatcherPrefetch  int `envconfig:"MATCHER_PREFETCH" default:"512"`
+	MatcherWorkers   int `envconfig:"MATCHER_WORKERS" default:"512"`
 	AssignerPrefetch int `envconfig:"ASSIGNER_PREFETCH" default:"64"`
 	AssignerWorkers  int `envconfig:"ASSIGNER_WORKERS" default:"16"`
 
