@@ -25,6 +25,7 @@ const (
 	CodeConflict        = "conflict"
 	CodeBodyTooLarge    = "body_too_large"
 	CodeUnavailable     = "unavailable"
+	CodeOverloaded      = "overloaded"
 	CodeInternal        = "internal"
 )
 

@@ -48,6 +48,10 @@ type Config struct {
 	Log     *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+	// MaxCreates bounds the creates in progress at once; past it a create
+	// is answered 503 overloaded at once, with Retry-After. Zero means no
+	// bound.
+	MaxCreates int
 }
 
 // finishTimeout bounds the steps of a create that must complete once the
@@ -63,6 +67,8 @@ type API struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// creating holds a token per create in progress, when bounded.
+	creating chan struct{}
 }
 
 // New builds the API from cfg.
@@ -85,6 +91,9 @@ func New(cfg Config) *API {
 	if a.metrics == nil {
 		a.metrics = metrics.NewUnregistered()
 	}
+	if cfg.MaxCreates > 0 {
+		a.creating = make(chan struct{}, cfg.MaxCreates)
+	}
 	return a
 }
 
@@ -96,6 +105,18 @@ func (a *API) Mount(r chi.Router) {
 }
 
 func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
+	// Past its capacity a front that took every create would hold them all
+	// until the clients gave up; refusing the excess at once keeps the
+	// creates it takes quick, and tells the others when to come back.
+	if a.creating != nil {
+		select {
+		case a.creating <- struct{}{}:
+			defer func() { <-a.creating }()
+		default:
+			httpapi.WriteProblem(w, r, a.log, fmt.Errorf("%w: %d creates in progress", httpapi.ErrOverloaded, cap(a.creating)))
+			return
+		}
+	}
 	t, q, err := a.newTicket(w, r)
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)

@@ -90,6 +90,12 @@ type storeListener interface {
 // newFrontEnv starts a front on s and b, with its hub listening to s.
 func newFrontEnv(t testing.TB, s storeListener, b broker.Broker) *frontEnv {
 	t.Helper()
+	return newFrontEnvWith(t, s, b, func(*front.Config) {})
+}
+
+// newFrontEnvWith is newFrontEnv with the front's config changed by opt.
+func newFrontEnvWith(t testing.TB, s storeListener, b broker.Broker, opt func(*front.Config)) *frontEnv {
+	t.Helper()
 	e := &frontEnv{
 		t:       t,
 		store:   s,
@@ -113,7 +119,7 @@ func newFrontEnv(t testing.TB, s storeListener, b broker.Broker) *frontEnv {
 	case <-time.After(5 * time.Second):
 		t.Fatal("hub never became ready")
 	}
-	api := front.New(front.Config{
+	cfg := front.Config{
 		Queues:    testQueues(t),
 		Store:     e.created,
 		Publisher: b,
@@ -126,7 +132,9 @@ func newFrontEnv(t testing.TB, s storeListener, b broker.Broker) *frontEnv {
 		Metrics: e.metrics,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:     func() time.Time { return clock },
-	})
+	}
+	opt(&cfg)
+	api := front.New(cfg)
 	r := chi.NewRouter()
 	api.Mount(r)
 	e.srv = httptest.NewServer(r)
@@ -732,4 +740,57 @@ func BenchmarkCreateTicket(b *testing.B) {
 			}
 		}
 	})
+}
+
+// heldStore holds every CreateTicket in the store until release is closed,
+// and says when one has arrived.
+type heldStore struct {
+	storeListener
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (h *heldStore) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+	h.arrived <- struct{}{}
+	<-h.release
+	return h.storeListener.CreateTicket(ctx, t, expiresAt)
+}
+
+// TestOverloadedCreate fills the front's creates in progress: the next
+// create is refused at once with 503 overloaded and Retry-After, leaves
+// nothing behind, and once a create finishes the next one is taken.
+func TestOverloadedCreate(t *testing.T) {
+	b := membroker.New(nil)
+	t.Cleanup(func() { b.Close() })
+	if err := b.Declare(context.Background(), contracts.TicketQueue("duel"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	held := &heldStore{storeListener: memstore.New(memstore.Options{}), arrived: make(chan struct{}, 1), release: make(chan struct{})}
+	e := newFrontEnvWith(t, held, b, func(c *front.Config) { c.MaxCreates = 1 })
+
+	first := make(chan response, 1)
+	go func() { first <- do(t, e.srv.URL, "POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-1"))) }()
+	<-held.arrived
+
+	r := e.do("POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-2")))
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("create past the bound: status %d: %s", r.status, r.body)
+	}
+	if p := decodeProblem(t, r); p.Code != contracts.CodeOverloaded {
+		t.Errorf("problem %+v, want code %s", p, contracts.CodeOverloaded)
+	}
+	if got := r.header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After %q, want 1", got)
+	}
+	if ids := e.created.IDs(); len(ids) != 1 {
+		t.Errorf("%d creates reached the store, want only the one in progress", len(ids))
+	}
+
+	close(held.release)
+	if r := <-first; r.status != http.StatusCreated {
+		t.Fatalf("the create in progress: status %d: %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-2"))); r.status != http.StatusCreated {
+		t.Errorf("create after the bound freed: status %d: %s", r.status, r.body)
+	}
 }

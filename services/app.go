@@ -164,13 +164,14 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 	}
 	if a.roles&Front != 0 {
 		front.New(front.Config{
-			Queues:    a.cfg.Queues,
-			Store:     a.deps.Store,
-			Publisher: a.deps.Broker,
-			Poller:    poller,
-			Metrics:   a.metrics,
-			Log:       a.log,
-			Now:       time.Now,
+			Queues:     a.cfg.Queues,
+			Store:      a.deps.Store,
+			Publisher:  a.deps.Broker,
+			Poller:     poller,
+			Metrics:    a.metrics,
+			Log:        a.log,
+			Now:        time.Now,
+			MaxCreates: a.cfg.MaxCreates,
 		}).Mount(r)
 	}
 	if a.roles&Assigner != 0 {

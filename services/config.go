@@ -31,6 +31,7 @@ type Config struct {
 	RedisPrefix   string `envconfig:"REDIS_PREFIX" default:"mm:"`
 
 	PollMax          time.Duration `envconfig:"POLL_MAX" default:"60s"`
+	MaxCreates       int           `envconfig:"MAX_CREATES" default:"256"`
 	ServerTTL        time.Duration `envconfig:"SERVER_TTL" default:"15s"`
 	Retention        time.Duration `envconfig:"RETENTION" default:"1h"`
 	AssignRetryDelay time.Duration `envconfig:"ASSIGN_RETRY_DELAY" default:"500ms"`
@@ -84,6 +85,8 @@ func (c *Config) check() error {
 	case c.PollMax <= 0 || c.ServerTTL <= 0 || c.Retention <= 0 || c.AssignRetryDelay <= 0 ||
 		c.ReapInterval <= 0 || c.ShutdownTimeout <= 0:
 		return fmt.Errorf("MM_POLL_MAX, MM_SERVER_TTL, MM_RETENTION, MM_ASSIGN_RETRY_DELAY, MM_REAP_INTERVAL and MM_SHUTDOWN_TIMEOUT must be positive")
+	case c.MaxCreates < 0:
+		return fmt.Errorf("MM_MAX_CREATES must not be negative")
 	case c.MatcherPrefetch < 1 || c.MatcherWorkers < 1 || c.AssignerPrefetch < 1 || c.AssignerWorkers < 1:
 		return fmt.Errorf("MM_*_PREFETCH and MM_*_WORKERS must be at least 1")
 	}

@@ -24,7 +24,14 @@ var (
 	// ErrUnavailable: a backing service (broker or store) could not do its
 	// part; the client may retry later.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrOverloaded: the service has as much work in progress as it takes;
+	// the client may retry after a pause.
+	ErrOverloaded = errors.New("overloaded")
 )
+
+// retryAfter is the pause an overloaded service asks of its clients, in
+// seconds.
+const retryAfter = "1"
 
 // rule maps the errors that match to a status and problem code. The extra
 // hook fills in what depends on the particular error.
@@ -80,6 +87,14 @@ var rules = []rule{
 		},
 	},
 	{match: is(ErrUnavailable), status: http.StatusServiceUnavailable, code: contracts.CodeUnavailable},
+	{
+		match:  is(ErrOverloaded),
+		status: http.StatusServiceUnavailable,
+		code:   contracts.CodeOverloaded,
+		extra: func(_ error, w http.ResponseWriter, _ *contracts.Problem) {
+			w.Header().Set("Retry-After", retryAfter)
+		},
+	},
 }
 
 // TicketPath is the URL path of ticket id in the player API.
