@@ -16,20 +16,22 @@ import (
 	"github.com/quickmatch/quickmatch/internal/store"
 )
 
-// Batches.
+// Batches (Config.Batch).
 //
 // A consumer runs many Handle calls at once. Were each to search the pool
 // on its own, all of them would pick the same best candidate, one would
 // win the claim and the others would search again, and two fresh tickets
 // that would suit each other would both miss, join the pool and go through
-// the retry queue. Instead, Handle calls are combined: the first one leads,
-// handles every call waiting at that moment as one batch, then hands the
-// lead to a call that arrived meanwhile. Within a batch, tickets search in
-// the order they were created, against the pool and the rest of the batch,
-// so a batch of fresh tickets pairs up at once; its matches are published
-// in one confirmed publish and its misses in one retry publish. Every call
-// still answers for its own message, so acknowledgement stays per message
-// and after the effect is durable.
+// the retry queue; and every step would be a round trip of its own.
+// Instead, Handle calls are combined: the first one leads, handles every
+// call waiting at that moment as one batch, then hands the lead to a call
+// that arrived meanwhile and publishes its batch's results while the next
+// batch runs. Within a batch, tickets search in the order they were
+// created, against the pool and the rest of the batch, so a batch of fresh
+// tickets pairs up at once; the store calls of each step go out together,
+// its matches in one confirmed publish and its misses in one retry
+// publish. Every call still answers for its own message, so
+// acknowledgement stays per message and after the effect is durable.
 
 // ticketCall is one Handle call waiting for its batch.
 type ticketCall struct {
