@@ -31,7 +31,7 @@ type Config struct {
 	RedisPrefix   string `envconfig:"REDIS_PREFIX" default:"mm:"`
 
 	PollMax          time.Duration `envconfig:"POLL_MAX" default:"60s"`
-	MaxCreates       int           `envconfig:"MAX_CREATES" default:"256"`
+	MaxCreates       int           `envconfig:"MAX_CREATES" default:"512"`
 	ServerTTL        time.Duration `envconfig:"SERVER_TTL" default:"15s"`
 	Retention        time.Duration `envconfig:"RETENTION" default:"1h"`
 	AssignRetryDelay time.Duration `envconfig:"ASSIGN_RETRY_DELAY" default:"500ms"`
