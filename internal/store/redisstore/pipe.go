@@ -19,8 +19,13 @@ import (
 // one sends many per round trip. Each caller still waits for its own reply,
 // so the commands of one caller keep their order.
 
-// maxInFlight bounds the pipelines a Store has on their way at once.
-const maxInFlight = 2
+// maxInFlight bounds the pipelines a Store has on their way at once, and
+// maxPipeline the commands in one, so that one slow reply does not hold up
+// more callers than that.
+const (
+	maxInFlight = 2
+	maxPipeline = 512
+)
 
 type pipe struct {
 	client redis.UniversalClient
@@ -54,8 +59,10 @@ func (p *pipe) do(ctx context.Context, cmd redis.Cmder) error {
 	} else {
 		p.inFlight++
 	}
-	batch := append(p.waiting, c)
-	p.waiting = nil
+	n := min(len(p.waiting), maxPipeline-1)
+	batch := make([]*piped, 0, n+1)
+	batch = append(append(batch, c), p.waiting[:n]...)
+	p.waiting = p.waiting[n:]
 	p.mu.Unlock()
 
 	p.send(context.WithoutCancel(ctx), batch)

@@ -20,7 +20,7 @@ func TestPipeRepliesToEachCaller(t *testing.T) {
 	p := &pipe{client: c}
 	ctx := t.Context()
 
-	const callers, rounds = 64, 20
+	const callers, rounds = maxPipeline + 88, 10 // more than one pipeline takes
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
 	for i := range callers {
