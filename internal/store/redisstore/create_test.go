@@ -1,9 +1,11 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,15 +47,43 @@ func privateRedis(t *testing.T) backend {
 	}
 }
 
+// roundTrips counts what a client sends to Redis: a command alone or a
+// pipeline, one round trip each.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
 // TestCreateClaimsInOneRoundTrip covers the single-server path of
 // CreateTicket that sends the ticket and its first claim in one pipeline:
-// the claim holds, a second ticket of the player is refused, a repeated
-// create of the same ticket leaves its claim, and a Redis that has
-// forgotten the scripts still ends with the ticket written and claimed.
+// a solo create is one round trip, the claim holds, a second ticket of the
+// player is refused, a repeated create of the same ticket leaves its
+// claim, and a Redis that has forgotten the scripts still ends with the
+// ticket written and claimed.
 func TestCreateClaimsInOneRoundTrip(t *testing.T) {
 	s := privateRedis(t).newStore(t)
 	ctx := t.Context()
+	trips := &roundTrips{}
+	s.client.(*redis.Client).AddHook(trips)
+	mustCreate(t, s, ticket("duel.first", "p-0"), t0.Add(time.Hour)) // registers the queue too
+	trips.n.Store(0)
 	mustCreate(t, s, ticket("duel.a", "p-1"), t0.Add(time.Hour))
+	if n := trips.n.Load(); n != 1 {
+		t.Errorf("a solo create took %d round trips, want 1", n)
+	}
 	wantClaim(t, s, "p-1", "duel.a")
 
 	err := s.CreateTicket(ctx, ticket("duel.b", "p-1"), t0.Add(time.Hour))
@@ -68,11 +98,13 @@ func TestCreateClaimsInOneRoundTrip(t *testing.T) {
 	}
 	wantClaim(t, s, "p-1", "duel.a")
 
-	for range 2 { // the first pipeline after a flush fails, the second does not
-		if err := s.client.ScriptFlush(ctx).Err(); err != nil {
-			t.Fatalf("SCRIPT FLUSH: %v", err)
-		}
-		id := fmt.Sprintf("duel.c%d", time.Now().UnixNano())
+	if err := s.client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatalf("SCRIPT FLUSH: %v", err)
+	}
+	// The first create after the flush finds no scripts and loads them;
+	// the second finds them again.
+	for i := range 2 {
+		id := fmt.Sprintf("duel.c%d", i)
 		mustCreate(t, s, ticket(id, "p-2"+id), t0.Add(time.Hour))
 		wantClaim(t, s, "p-2"+id, id)
 		if _, err := s.Ticket(ctx, id); err != nil {

@@ -16,11 +16,13 @@ import (
 // its own and of any commands waiting; one that finds them all busy waits
 // for the next pipeline, which the caller of a finished one sends on its
 // way. An idle Store therefore sends each command as it comes, and a busy
-// one sends many per round trip. Each caller still waits for its own reply,
-// so the commands of one caller keep their order.
+// one sends many per round trip. Each caller still waits for its own
+// replies, so the commands of one caller keep their order; the commands of
+// one call travel together, in the order given (on one server: a cluster
+// client sends each node its part).
 
 // maxInFlight bounds the pipelines a Store has on their way at once, and
-// maxPipeline the commands in one, so that one slow reply does not hold up
+// maxPipeline the calls in one, so that one slow reply does not hold up
 // more callers than that.
 const (
 	maxInFlight = 2
@@ -35,25 +37,26 @@ type pipe struct {
 	inFlight int
 }
 
-// piped is a command waiting in a pipe.
+// piped is a call waiting in a pipe.
 type piped struct {
-	cmd redis.Cmder
-	// done receives false once cmd has its reply, or true when the
-	// command's caller is to send the next pipeline.
+	cmds []redis.Cmder
+	// done receives false once cmds have their replies, or true when the
+	// call is to send the next pipeline.
 	done chan bool
 }
 
-// do sends cmd and waits for its reply, which cmd holds. The pipeline may
-// carry other callers' commands, so ctx does not cut it short; the
-// client's read and write timeouts bound it.
-func (p *pipe) do(ctx context.Context, cmd redis.Cmder) error {
-	c := &piped{cmd: cmd, done: make(chan bool, 1)}
+// do sends cmds, in this order and in one pipeline, and waits for their
+// replies, which the commands hold; it answers the first command's error.
+// The pipeline may carry other callers' commands, so ctx does not cut it
+// short; the client's read and write timeouts bound it.
+func (p *pipe) do(ctx context.Context, cmds ...redis.Cmder) error {
+	c := &piped{cmds: cmds, done: make(chan bool, 1)}
 	p.mu.Lock()
 	if p.inFlight == maxInFlight {
 		p.waiting = append(p.waiting, c)
 		p.mu.Unlock()
 		if lead := <-c.done; !lead {
-			return cmd.Err()
+			return cmds[0].Err()
 		}
 		p.mu.Lock() // whoever handed us the lead took c off the list
 	} else {
@@ -76,7 +79,7 @@ func (p *pipe) do(ctx context.Context, cmd redis.Cmder) error {
 	if len(p.waiting) == 0 {
 		p.inFlight--
 		p.mu.Unlock()
-		return cmd.Err()
+		return cmds[0].Err()
 	}
 	// Commands queued while this pipeline was out: the first of them
 	// sends them, in the slot this one leaves. Taking it off the list
@@ -85,19 +88,21 @@ func (p *pipe) do(ctx context.Context, cmd redis.Cmder) error {
 	p.waiting = p.waiting[1:]
 	p.mu.Unlock()
 	next.done <- true
-	return cmd.Err()
+	return cmds[0].Err()
 }
 
 // send runs the commands of batch, one alone or all in one pipeline; each
 // command holds its own reply or error.
 func (p *pipe) send(ctx context.Context, batch []*piped) {
-	if len(batch) == 1 {
-		_ = p.client.Process(ctx, batch[0].cmd)
+	if len(batch) == 1 && len(batch[0].cmds) == 1 {
+		_ = p.client.Process(ctx, batch[0].cmds[0])
 		return
 	}
 	_, _ = p.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for _, c := range batch {
-			_ = pl.Process(ctx, c.cmd)
+			for _, cmd := range c.cmds {
+				_ = pl.Process(ctx, cmd)
+			}
 		}
 		return nil
 	})

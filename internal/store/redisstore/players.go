@@ -137,12 +137,9 @@ func (s *Store) createAndClaim(ctx context.Context, keys []string, args []any, i
 		r, err := s.run(ctx, createScript, keys, args...)
 		return r, false, err
 	}
-	var create, first *redis.Cmd
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		create = createScript.EvalSha(ctx, p, keys, append([]any{s.channel()}, args...)...)
-		first = claimPlayerScript.EvalSha(ctx, p, []string{s.playerKey(player)}, s.channel(), id, "")
-		return nil
-	})
+	create := s.evalCmd(ctx, createScript, keys, args...)
+	first := s.evalCmd(ctx, claimPlayerScript, []string{s.playerKey(player)}, id, "")
+	_ = s.pipe.do(ctx, create, first)
 	res, err := create.Result()
 	if err != nil {
 		if owner, cerr := first.Text(); cerr == nil && owner == "" {

@@ -96,6 +96,16 @@ func New(client redis.UniversalClient, opts Options) *Store {
 // channel first. A script Redis does not have yet (after a restart or a
 // SCRIPT FLUSH) is sent whole, which loads it.
 func (s *Store) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd := s.evalCmd(ctx, sc, keys, args...)
+	if err := s.pipe.do(ctx, cmd); redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return sc.Eval(ctx, s.client, keys, append([]any{s.channel()}, args...)...)
+	}
+	return cmd
+}
+
+// evalCmd is the EVALSHA command of a script, the change channel first,
+// for the pipe to send.
+func (s *Store) evalCmd(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
 	cmdArgs := make([]any, 0, 4+len(keys)+len(args))
 	cmdArgs = append(cmdArgs, "evalsha", sc.Hash(), len(keys))
 	for _, k := range keys {
@@ -103,11 +113,7 @@ func (s *Store) eval(ctx context.Context, sc *redis.Script, keys []string, args 
 	}
 	cmdArgs = append(cmdArgs, s.channel())
 	cmdArgs = append(cmdArgs, args...)
-	cmd := redis.NewCmd(ctx, cmdArgs...)
-	if err := s.pipe.do(ctx, cmd); redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return sc.Eval(ctx, s.client, keys, append([]any{s.channel()}, args...)...)
-	}
-	return cmd
+	return redis.NewCmd(ctx, cmdArgs...)
 }
 
 // run runs a script whose reply is a list.
