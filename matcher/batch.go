@@ -52,6 +52,7 @@ type combiner struct {
 
 // combine handles c in a batch and answers its outcome.
 func (m *Matcher) combine(ctx context.Context, c *ticketCall) error {
+	c.done = make(chan bool, 1)
 	b := &m.batches
 	b.mu.Lock()
 	b.waiting = append(b.waiting, c)
@@ -95,6 +96,10 @@ func (m *Matcher) combine(ctx context.Context, c *ticketCall) error {
 // and answers what remains: the publishes, after which each call's err is
 // its outcome.
 func (m *Matcher) handleBatch(ctx context.Context, calls []*ticketCall) (publish func()) {
+	if len(calls) == 1 {
+		q, _ := m.cfg.Queues.Get(calls[0].msg.Ticket.Queue) // Handle checked it
+		return m.handleQueue(ctx, &q, calls)
+	}
 	var order []string
 	byQueue := make(map[string][]*ticketCall)
 	for _, c := range calls {
@@ -136,14 +141,6 @@ type outcome struct {
 type formed struct {
 	match   *contracts.Match
 	entries []store.PoolEntry
-}
-
-// found is the result of one search.
-type found struct {
-	match   *contracts.Match
-	entries []store.PoolEntry
-	settled bool
-	err     error
 }
 
 // each runs fn(0), ..., fn(n-1): at once when batching (Config.Batch), so
@@ -203,7 +200,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 
 	// The pool near every ticket.
 	now := m.cfg.Now()
-	limit := max(m.cfg.Candidates, 4*q.PlayersPerMatch())
+	limit := m.candidateLimit(q)
 	pools := make([][]store.PoolEntry, len(live))
 	m.each(len(live), func(i int) {
 		var err error
@@ -240,7 +237,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 				cands = append(cands, c)
 			}
 		}
-		cands = withExtra(cands, near.of(s), s.entry.Skill, q.Skill.Max)
+		cands = withExtra(cands, near.of(s))
 		entries, region, teams, ok := findMatch(q, s.entry, cands, nil, now)
 		if !ok {
 			continue
@@ -285,8 +282,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		if s.settled {
 			continue
 		}
-		match, entries, settled, err := m.search(ctx, q, s.entry, near.of(s), now)
-		apply(s, found{match, entries, settled, err})
+		apply(s, m.search(ctx, q, s.entry, near.of(s), now))
 	}
 
 	// The misses join the pool, then look once more: a ticket that joined
@@ -314,8 +310,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 			results[i].settled = true // cancelled or matched meanwhile, or failed
 			return
 		}
-		match, entries, settled, err := m.search(ctx, q, missed[i].entry, nil, m.cfg.Now())
-		results[i] = found{match, entries, settled, err}
+		results[i] = m.search(ctx, q, missed[i].entry, nil, m.cfg.Now())
 	})
 	for i, s := range missed {
 		apply(s, results[i])
@@ -342,12 +337,15 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 func (m *Matcher) searchers(ctx context.Context, q *queues.Queue, calls []*ticketCall) []*searcher {
 	// Two messages of one ticket (a redelivery beside a retry): the first
 	// one's outcome covers both.
-	seen := make(map[string]bool, len(calls))
-	var unique []*ticketCall
-	for _, c := range calls {
-		if !seen[c.msg.Ticket.ID] {
-			seen[c.msg.Ticket.ID] = true
-			unique = append(unique, c)
+	unique := calls
+	if len(calls) > 1 {
+		seen := make(map[string]bool, len(calls))
+		unique = make([]*ticketCall, 0, len(calls))
+		for _, c := range calls {
+			if !seen[c.msg.Ticket.ID] {
+				seen[c.msg.Ticket.ID] = true
+				unique = append(unique, c)
+			}
 		}
 	}
 	tickets := make([]contracts.Ticket, len(unique))
@@ -388,6 +386,9 @@ type neighbours struct {
 }
 
 func newNeighbours(live []*searcher, maxGap float64, limit int) *neighbours {
+	if len(live) == 1 {
+		return &neighbours{} // nobody else: of answers none
+	}
 	n := &neighbours{bySkill: slices.Clone(live), at: make(map[*searcher]int, len(live)), maxGap: maxGap, limit: limit}
 	slices.SortStableFunc(n.bySkill, func(a, b *searcher) int { return cmp.Compare(a.entry.Skill, b.entry.Skill) })
 	for i, s := range n.bySkill {

@@ -2,8 +2,9 @@
 // one attempt to match one ticket: it claims the ticket together with the best
 // opponents waiting in the pool or arriving in the same batch of messages, or
 // puts the ticket in the pool and sends its message back through the retry
-// queue for a later attempt with a wider skill window. The claim is atomic in the store, so any number of matchers may race
-// on one pool, and every step is safe to repeat when a message is redelivered.
+// queue for a later attempt with a wider skill window. The claim is atomic in
+// the store, so any number of matchers may race on one pool, and every step is
+// safe to repeat when a message is redelivered.
 package matcher
 
 import (
@@ -12,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -91,7 +91,7 @@ func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 	if _, ok := m.cfg.Queues.Get(tm.Ticket.Queue); !ok {
 		return m.deadLetter(tm.Ticket.Queue, fmt.Errorf("ticket %s names unknown queue %q", tm.Ticket.ID, tm.Ticket.Queue))
 	}
-	c := &ticketCall{msg: tm, redelivered: msg.Redelivered, done: make(chan bool, 1)}
+	c := &ticketCall{msg: tm, redelivered: msg.Redelivered}
 	if !m.cfg.Batch {
 		m.handleBatch(ctx, []*ticketCall{c})()
 		return c.err
@@ -126,46 +126,59 @@ func (m *Matcher) current(ctx context.Context, c *ticketCall) (contracts.Ticket,
 	return t, true
 }
 
+// found is the result of one search: the match claimed for self and its
+// entries, or none; settled tells that self is no longer searching
+// (matched now, or found cancelled or matched elsewhere); err that the
+// store failed.
+type found struct {
+	match   *contracts.Match
+	entries []store.PoolEntry
+	settled bool
+	err     error
+}
+
+// candidateLimit is how many pool entries on each side of a ticket's skill
+// one search of q reads.
+func (m *Matcher) candidateLimit(q *queues.Queue) int {
+	return max(m.cfg.Candidates, 4*q.PlayersPerMatch())
+}
+
 // search looks for a match for self among the pool's candidates and
-// extra (tickets of the same batch, not in the pool), and claims it. It
-// answers the claimed match and its entries, or nil when there is none;
-// settled reports that self is no longer searching, matched now or found
-// cancelled or matched elsewhere.
-func (m *Matcher) search(ctx context.Context, q *queues.Queue, self store.PoolEntry, extra []store.PoolEntry, now time.Time) (match *contracts.Match, entries []store.PoolEntry, settled bool, err error) {
-	limit := max(m.cfg.Candidates, 4*q.PlayersPerMatch())
+// extra (tickets of the same batch within reach, not all in the pool), and
+// claims it.
+func (m *Matcher) search(ctx context.Context, q *queues.Queue, self store.PoolEntry, extra []store.PoolEntry, now time.Time) found {
 	var lost map[string]bool
 	for range claimAttempts {
-		cands, err := m.cfg.Store.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, limit)
+		cands, err := m.cfg.Store.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, m.candidateLimit(q))
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("searching the %s pool: %w", q.Name, err)
+			return found{err: fmt.Errorf("searching the %s pool: %w", q.Name, err)}
 		}
-		cands = withExtra(cands, extra, self.Skill, q.Skill.Max)
-		entries, region, teams, ok := findMatch(q, self, cands, lost, now)
+		entries, region, teams, ok := findMatch(q, self, withExtra(cands, extra), lost, now)
 		if !ok {
-			return nil, nil, false, nil
+			return found{}
 		}
 		formed, err := m.formMatch(ctx, q, region, now, entries, teams)
 		var conflict *store.ConflictError
 		switch {
 		case err == nil:
-			return &formed, entries, true, nil
+			return found{match: &formed, entries: entries, settled: true}
 		case errors.As(err, &conflict) && conflict.TicketID == self.TicketID:
-			return nil, nil, true, nil // cancelled, or matched by another matcher
+			return found{settled: true} // cancelled, or matched by another matcher
 		case errors.As(err, &conflict):
 			if lost == nil {
 				lost = make(map[string]bool)
 			}
 			lost[conflict.TicketID] = true
 		default:
-			return nil, nil, false, err
+			return found{err: err}
 		}
 	}
-	return nil, nil, false, nil
+	return found{}
 }
 
-// withExtra adds to the pool's candidates the entries of extra within
-// maxGap of skill that the pool did not already hold.
-func withExtra(cands, extra []store.PoolEntry, skill, maxGap float64) []store.PoolEntry {
+// withExtra adds to the pool's candidates the entries of extra that the
+// pool did not already hold.
+func withExtra(cands, extra []store.PoolEntry) []store.PoolEntry {
 	if len(extra) == 0 {
 		return cands
 	}
@@ -174,7 +187,7 @@ func withExtra(cands, extra []store.PoolEntry, skill, maxGap float64) []store.Po
 		seen[c.TicketID] = true
 	}
 	for _, e := range extra {
-		if !seen[e.TicketID] && math.Abs(e.Skill-skill) <= maxGap {
+		if !seen[e.TicketID] {
 			seen[e.TicketID] = true
 			cands = append(cands, e)
 		}
