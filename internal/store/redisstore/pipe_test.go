@@ -6,18 +6,14 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/quickmatch/quickmatch/internal/testenv"
 )
 
 // TestPipeRepliesToEachCaller sends many commands at once through one
 // pipe, so that most travel in shared pipelines, and checks that every
 // caller gets its own reply, errors included, and that the pipe ends idle.
 func TestPipeRepliesToEachCaller(t *testing.T) {
-	addr, prefix := testenv.Redis(t)
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { c.Close() })
-	p := &pipe{client: c}
+	s := single(t).newStore(t)
+	p, prefix := &s.pipe, s.prefix
 	ctx := t.Context()
 
 	const callers, rounds = maxPipeline + 88, 10 // more than one pipeline takes
