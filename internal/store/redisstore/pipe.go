@@ -92,18 +92,42 @@ func (p *pipe) do(ctx context.Context, cmds ...redis.Cmder) error {
 }
 
 // send runs the commands of batch, one alone or all in one pipeline; each
-// command holds its own reply or error.
+// command holds its own reply or error. go-redis does not always give each
+// command of a pipeline the pipeline's error (not when it gets no
+// connection at all), and a command with neither reply nor error would
+// read as an empty answer; so a command left without an error gets the
+// pipeline's.
 func (p *pipe) send(ctx context.Context, batch []*piped) {
+	var err error
 	if len(batch) == 1 && len(batch[0].cmds) == 1 {
-		_ = p.client.Process(ctx, batch[0].cmds[0])
+		err = p.client.Process(ctx, batch[0].cmds[0])
+	} else {
+		_, err = p.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, c := range batch {
+				for _, cmd := range c.cmds {
+					_ = pl.Process(ctx, cmd)
+				}
+			}
+			return nil
+		})
+	}
+	if err == nil {
 		return
 	}
-	_, _ = p.client.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for _, c := range batch {
-			for _, cmd := range c.cmds {
-				_ = pl.Process(ctx, cmd)
+	// A pipeline answers its first command's error when there is one; then
+	// every command has its own, and the rest have their replies.
+	for _, c := range batch {
+		for _, cmd := range c.cmds {
+			if cmd.Err() == err {
+				return
 			}
 		}
-		return nil
-	})
+	}
+	for _, c := range batch {
+		for _, cmd := range c.cmds {
+			if cmd.Err() == nil {
+				cmd.SetErr(err)
+			}
+		}
+	}
 }
