@@ -178,7 +178,18 @@ func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue) er
 	if pubErr == nil {
 		return nil
 	}
-	if err := a.store.DeleteTicket(ctx, t.ID); err != nil {
+	// An unconfirmed publish may still have been delivered, so the
+	// ticket's state decides: the store removes it only while no matcher
+	// has claimed it. A claimed ticket was announced after all, and the
+	// create succeeded; telling the client otherwise would have it retry
+	// into a second match.
+	err = a.store.DeleteTicket(ctx, t.ID)
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrConflict):
+		a.log.Warn("ticket announced although its publish failed", "ticket", t.ID, "queue", q.Name, "err", pubErr)
+		return nil
+	default:
 		// The ticket stays until the reaper expires it at its max wait;
 		// its players cannot queue again until then.
 		a.log.Error("removing unannounced ticket", "ticket", t.ID, "queue", q.Name, "err", err)

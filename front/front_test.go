@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/metrics"
 	"github.com/quickmatch/quickmatch/internal/queues"
+	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/internal/store/memstore"
 )
 
@@ -792,5 +795,68 @@ func TestOverloadedCreate(t *testing.T) {
 	}
 	if r := e.do("POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-2"))); r.status != http.StatusCreated {
 		t.Errorf("create after the bound freed: status %d: %s", r.status, r.body)
+	}
+}
+
+// deliveredThenLost is a publisher whose message reaches a matcher, which
+// matches the ticket, but whose confirm is lost with the channel: the
+// front is told the publish failed.
+type deliveredThenLost struct {
+	t     testing.TB
+	store *memstore.Store
+}
+
+func (p deliveredThenLost) Publish(ctx context.Context, _ string, bodies ...[]byte) error {
+	for _, body := range bodies {
+		var msg contracts.TicketMessage
+		if err := json.Unmarshal(body, &msg); err != nil {
+			p.t.Errorf("decoding published ticket: %v", err)
+			continue
+		}
+		rival := contracts.Ticket{
+			ID: store.NewID(msg.Ticket.Queue), Queue: msg.Ticket.Queue, Status: contracts.StatusSearching,
+			Version: 1, CreatedAt: clock, UpdatedAt: clock, Players: []contracts.Player{{ID: "rival", Skill: 1500}},
+		}
+		if err := p.store.CreateTicket(ctx, rival, clock.Add(time.Hour)); err != nil {
+			p.t.Errorf("creating rival: %v", err)
+		}
+		m := contracts.Match{
+			ID: store.NewID(msg.Ticket.Queue), Queue: msg.Ticket.Queue,
+			Teams:     [][]string{{msg.Ticket.Players[0].ID}, {"rival"}},
+			TicketIDs: []string{msg.Ticket.ID, rival.ID},
+			Players:   append(slices.Clone(msg.Ticket.Players), rival.Players...),
+			CreatedAt: clock, AssignDeadline: clock.Add(time.Minute),
+		}
+		if err := p.store.ClaimMatch(ctx, m, clock); err != nil {
+			p.t.Errorf("claiming match: %v", err)
+		}
+	}
+	return errors.New("channel closed before message 1 of 1 was confirmed")
+}
+
+// TestPublishFailedButDelivered: an unconfirmed publish that a matcher
+// acted on is a successful create. Before, the front deleted the matched
+// ticket and answered 503, and the client's retry made a second match.
+func TestPublishFailedButDelivered(t *testing.T) {
+	s := memstore.New(memstore.Options{})
+	b := membroker.New(nil)
+	t.Cleanup(func() { b.Close() })
+	e := newFrontEnvWith(t, s, b, func(c *front.Config) { c.Publisher = deliveredThenLost{t: t, store: s} })
+	r := e.do("POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-1")))
+	if r.status != http.StatusCreated {
+		t.Fatalf("create whose message was matched: status %d: %s", r.status, r.body)
+	}
+	var created contracts.Ticket
+	if err := json.Unmarshal(r.body, &created); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := s.Ticket(t.Context(), created.ID)
+	if err != nil || tk.Status != contracts.StatusMatched || tk.Match == nil {
+		t.Fatalf("ticket after the create = %+v, %v; want it kept, matched", tk, err)
+	}
+	// The player is still held by the matched ticket: a retry is told so.
+	r = e.do("POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-1")))
+	if r.status != http.StatusConflict {
+		t.Errorf("retry of the create: status %d: %s; want 409", r.status, r.body)
 	}
 }

@@ -101,10 +101,13 @@ type Store interface {
 	// *PlayerBusyError and writes nothing. expiresAt is when the reaper may
 	// expire the ticket if it is still searching (see ExpireDue).
 	CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error
-	// DeleteTicket undoes CreateTicket for a ticket that was never
-	// announced (its message could not be published): it removes the
-	// ticket, its pool entry and expiry, and releases its players. Unknown
-	// ids are not an error.
+	// DeleteTicket undoes CreateTicket for a ticket whose announcement
+	// failed: it removes the ticket, its pool entry and expiry, and
+	// releases its players. Unknown ids are not an error. A failed publish
+	// may still have been delivered, so only a searching ticket is removed,
+	// atomically against ClaimMatch: a ticket in any other status was seen
+	// by a matcher, and DeleteTicket changes nothing and answers a
+	// *ConflictError with that status.
 	DeleteTicket(ctx context.Context, id string) error
 	// Ticket returns the ticket now, or ErrNotFound.
 	Ticket(ctx context.Context, id string) (contracts.Ticket, error)

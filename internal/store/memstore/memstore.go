@@ -129,6 +129,9 @@ func (s *Store) DeleteTicket(ctx context.Context, id string) error {
 	if !ok {
 		return nil
 	}
+	if rec.t.Status != contracts.StatusSearching {
+		return fmt.Errorf("deleting ticket %s: %w", id, &store.ConflictError{TicketID: id, Status: rec.t.Status})
+	}
 	s.unpool(rec)
 	s.release(rec)
 	// The expiry left in the heap is dropped when it comes due: it no

@@ -239,13 +239,17 @@ func (s *Store) DeleteTicket(ctx context.Context, id string) error {
 	}
 	keys := append(s.poolKeys(q), s.ticketKey(q, id))
 	r, err := s.run(ctx, deleteScript, keys, id)
-	if err == nil && len(r) != 1 {
+	if err == nil && len(r) != 2 {
 		err = unexpected(r)
 	}
 	if err != nil {
 		return fmt.Errorf("deleting ticket %s: %w", id, err)
 	}
-	pids, _ := r[0].(string)
+	verdict, _ := r[0].(string)
+	pids, _ := r[1].(string)
+	if verdict == "conflict" {
+		return fmt.Errorf("deleting ticket %s: %w", id, &store.ConflictError{TicketID: id, Status: contracts.Status(pids)})
+	}
 	if err := s.release(ctx, claimsOf(id, pids)); err != nil {
 		return fmt.Errorf("deleting ticket %s: %w", id, err)
 	}

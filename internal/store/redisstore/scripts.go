@@ -81,13 +81,16 @@ return {'ok'}
 `)
 
 // deleteScript: KEYS[1] pool, KEYS[2] pool entries, KEYS[3] expiry index,
-// KEYS[4] ticket. ARGV[2] id. Answers the ticket's player ids, if it
-// existed, for the caller to release.
+// KEYS[4] ticket. ARGV[2] id. Deletes the ticket only while it is
+// searching, which a claim, running atomically like this, would have
+// changed. Answers 'ok' and the ticket's player ids, if it existed, for the
+// caller to release; or 'conflict' and the status that kept it.
 var deleteScript = newScript(`
-local pids = redis.call('HGET', KEYS[4], 'pids')
+local f = redis.call('HMGET', KEYS[4], 'status', 'pids')
+if f[1] and f[1] ~= 'searching' then return {'conflict', f[1]} end
 unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
 redis.call('DEL', KEYS[4])
-return {pids or ''}
+return {'ok', f[2] or ''}
 `)
 
 // cancelScript: KEYS[1..3] pool keys, KEYS[4] ticket. ARGV[2] id, ARGV[3]

@@ -174,6 +174,27 @@ func testDeleteTicket(t *testing.T, h *harness) {
 			t.Errorf("DeleteTicket(%s) of an unknown ticket: %v", id, err)
 		}
 	}
+
+	// A ticket a matcher has claimed was announced after all: deleting it
+	// would leave a match naming a ticket that is gone, and free its
+	// players for a second match.
+	b, c := h.create(tid("b"), "p-b"), h.create(tid("c"), "p-c")
+	h.claim(mid("m-del"), b, c)
+	err := h.s.DeleteTicket(h.ctx, tid("b"))
+	var ce *store.ConflictError
+	if !errors.As(err, &ce) || ce.TicketID != tid("b") || ce.Status != contracts.StatusMatched {
+		t.Errorf("DeleteTicket of a matched ticket = %v; want a ConflictError naming it as matched", err)
+	}
+	h.want(tid("b"), contracts.StatusMatched, 2)
+	h.wantBusy("p-b", tid("b"))
+	cancelled := h.create(tid("d"), "p-d")
+	if _, err := h.s.CancelTicket(h.ctx, cancelled.ID, at(1)); err != nil {
+		t.Fatalf("CancelTicket: %v", err)
+	}
+	if err := h.s.DeleteTicket(h.ctx, cancelled.ID); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("DeleteTicket of a cancelled ticket = %v; want ErrConflict", err)
+	}
+	h.want(cancelled.ID, contracts.StatusCancelled, 2)
 }
 
 func testCancelTicket(t *testing.T, h *harness) {
