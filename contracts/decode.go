@@ -1,11 +1,14 @@
 package contracts
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"mime"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -55,8 +58,23 @@ func DecodeServerRequest(r io.Reader) (ServerRequest, error) {
 	return req, nil
 }
 
+// decodeStrict decodes one JSON value into dst, refusing what
+// encoding/json lets through: invalid UTF-8, which it would replace with
+// U+FFFD before any check could see it, and duplicate object keys, of
+// which it would keep the last, so that a proxy or log reading the first
+// would see another request than the one served.
 func decodeStrict(r io.Reader, dst any) error {
-	dec := json.NewDecoder(r)
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: the body is not valid UTF-8", ErrBadRequest)
+	}
+	if err := checkNoDuplicateKeys(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
@@ -68,6 +86,51 @@ func decodeStrict(r io.Reader, dst any) error {
 		return fmt.Errorf("%w: data after the JSON value", ErrBadRequest)
 	}
 	return nil
+}
+
+// checkNoDuplicateKeys walks body's tokens and refuses an object that names
+// a key twice. Malformed JSON passes here, for the decoder to explain.
+func checkNoDuplicateKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	// One entry per open container: the keys seen so far of an object, nil
+	// for an array; expectKey says whether an object's next string is a key.
+	type open struct {
+		keys      map[string]struct{}
+		expectKey bool
+	}
+	var stack []open
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{':
+				stack = append(stack, open{keys: map[string]struct{}{}, expectKey: true})
+				continue
+			case '[':
+				stack = append(stack, open{})
+				continue
+			default:
+				stack = stack[:top]
+				top--
+			}
+		} else if top >= 0 && stack[top].keys != nil && stack[top].expectKey {
+			key, _ := tok.(string)
+			if _, dup := stack[top].keys[key]; dup {
+				return fmt.Errorf("%w: key %q appears twice in one object", ErrBadRequest, key)
+			}
+			stack[top].keys[key] = struct{}{}
+			stack[top].expectKey = false
+			continue
+		}
+		// A value ended: the object holding it expects a key next.
+		if top >= 0 && stack[top].keys != nil {
+			stack[top].expectKey = true
+		}
+	}
 }
 
 func isSyntaxOrEOF(err error) bool {
@@ -186,4 +249,25 @@ func checkName(what, s string, max int) error {
 		}
 	}
 	return nil
+}
+
+// ErrUnsupportedMediaType: a request body declared as something other than
+// JSON.
+var ErrUnsupportedMediaType = errors.New("unsupported media type")
+
+// CheckJSONContentType accepts a request body declared as JSON
+// (application/json or a +json type) or not declared at all, and refuses
+// any other declared type, such as the form encoding curl's -d sends.
+func CheckJSONContentType(contentType string) error {
+	if contentType == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return fmt.Errorf("%w: Content-Type %q: %v", ErrUnsupportedMediaType, contentType, err)
+	}
+	if mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	return fmt.Errorf("%w: the body must be application/json, not %s", ErrUnsupportedMediaType, mt)
 }

@@ -69,7 +69,19 @@ func TestDecodeTicketRequest(t *testing.T) {
 			}))},
 		{name: "skill at the limit", body: `{"queue":"duel","players":[{"id":"a","skill":-1e9}]}`},
 
+		{name: "same key in another object", body: `{"queue":"duel","players":[{"id":"a","skill":1},{"id":"b","skill":2}],"attributes":{"queue":"x"}}`},
+		{name: "nested arrays and objects", body: `{"queue":"duel","players":[{"id":"a","skill":1}],"latencies":{"a":1,"b":2},"attributes":{}}`},
+
 		{name: "empty body", body: ``, wantErr: contracts.ErrBadRequest},
+		// encoding/json keeps the last of duplicate keys; a proxy or a log
+		// may read the first.
+		{name: "duplicate top-level key", body: `{"queue":"nope","queue":"duel","players":[{"id":"a","skill":1}]}`, wantErr: contracts.ErrBadRequest},
+		{name: "duplicate key in a player", body: `{"queue":"duel","players":[{"id":"a","id":"b","skill":1}]}`, wantErr: contracts.ErrBadRequest},
+		{name: "duplicate key in a map", body: `{"queue":"duel","players":[{"id":"a","skill":1}],"latencies":{"eu":1,"eu":2}}`, wantErr: contracts.ErrBadRequest},
+		// encoding/json would turn these bytes into U+FFFD before any
+		// check saw them.
+		{name: "invalid UTF-8 in a value", body: "{\"queue\":\"duel\",\"players\":[{\"id\":\"a\",\"skill\":1}],\"attributes\":{\"k\":\"\xff\xfe\"}}", wantErr: contracts.ErrBadRequest},
+		{name: "invalid UTF-8 in a key", body: "{\"queue\":\"duel\",\"players\":[{\"id\":\"a\",\"skill\":1}],\"attributes\":{\"\xc3\":\"v\"}}", wantErr: contracts.ErrBadRequest},
 		{name: "only whitespace", body: " \n", wantErr: contracts.ErrBadRequest},
 		{name: "null", body: `null`, wantErr: contracts.ErrBadRequest},
 		{name: "malformed", body: `{"queue":"duel",}`, wantErr: contracts.ErrBadRequest},
@@ -131,6 +143,32 @@ func TestDecodeTicketRequest(t *testing.T) {
 				t.Errorf("DecodeTicketRequest = %+v, want %+v", got, *tt.want)
 			}
 		})
+	}
+}
+
+func TestCheckJSONContentType(t *testing.T) {
+	for _, tt := range []struct {
+		contentType string
+		ok          bool
+	}{
+		{"", true},
+		{"application/json", true},
+		{"application/json; charset=utf-8", true},
+		{"Application/JSON", true},
+		{"application/problem+json", true},
+		{"application/x-www-form-urlencoded", false},
+		{"text/plain", false},
+		{"multipart/form-data; boundary=x", false},
+		{"application/json; charset", false}, // malformed parameter
+		{"text/json+", false},
+	} {
+		err := contracts.CheckJSONContentType(tt.contentType)
+		if tt.ok && err != nil {
+			t.Errorf("CheckJSONContentType(%q) = %v; want nil", tt.contentType, err)
+		}
+		if !tt.ok && !errors.Is(err, contracts.ErrUnsupportedMediaType) {
+			t.Errorf("CheckJSONContentType(%q) = %v; want ErrUnsupportedMediaType", tt.contentType, err)
+		}
 	}
 }
 

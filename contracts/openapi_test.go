@@ -135,7 +135,7 @@ func (c *specChecker) exchange(ctx context.Context, base string, cl call) (answe
 		for k, v := range cl.header {
 			req.Header[k] = v
 		}
-		if cl.body != "" {
+		if cl.body != "" && req.Header.Get("Content-Type") == "" {
 			req.Header.Set("Content-Type", "application/json")
 		}
 		return req, nil
@@ -343,6 +343,8 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "POST", path: "/v1/tickets", body: `{"queue":"duel","players":[{"id":"p-9","skill":"1"}]}`, status: 400, offSpec: true},
 		{method: "POST", path: "/v1/tickets", body: `{"queue":"duel","players":[]}`, status: 400, offSpec: true},
 		{method: "POST", path: "/v1/tickets", body: `{"queue":"duel","players":[{"id":"p-9","skill":1}],"latencies":{"eu":-5}}`, status: 400, offSpec: true},
+		{method: "POST", path: "/v1/tickets", body: ticketRequest("p-9"), status: 415, offSpec: true,
+			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}},
 		{method: "POST", path: "/v1/tickets", status: 413, offSpec: true,
 			body: `{"queue":"duel","players":[{"id":"p-9","skill":1}],"pad":"` + strings.Repeat("x", contracts.MaxRequestBytes) + `"}`},
 		{method: "GET", path: "/v1/tickets/" + t1.ID, status: 200},
@@ -402,6 +404,8 @@ func serverScenario(t *testing.T, c *specChecker, api *specAPI) {
 		// what follows it.
 		{method: "PUT", path: "/v1/servers/gs-2", body: `{"address":"h:1","region":"eu-west","capacity":1} {}`, status: 400, unchecked: true},
 		{method: "PUT", path: "/v1/servers/" + longID, body: register, status: 400, offSpec: true},
+		{method: "PUT", path: "/v1/servers/gs-2", body: register, status: 415, offSpec: true,
+			header: http.Header{"Content-Type": {"text/plain"}}},
 		{method: "PUT", path: "/v1/servers/gs-2", status: 413, offSpec: true,
 			body: `{"address":"h:1","region":"eu-west","capacity":1,"pad":"` + strings.Repeat("x", contracts.MaxRequestBytes) + `"}`},
 		{method: "GET", path: "/v1/servers/gs-1", status: 200},

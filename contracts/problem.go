@@ -24,6 +24,7 @@ const (
 	CodeTicketMatched   = "ticket_matched"
 	CodeConflict        = "conflict"
 	CodeBodyTooLarge    = "body_too_large"
+	CodeUnsupportedType = "unsupported_media_type"
 	CodeUnavailable     = "unavailable"
 	CodeOverloaded      = "overloaded"
 	CodeInternal        = "internal"

@@ -133,6 +133,9 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
 
 // newTicket reads and checks the request, and makes the ticket it asks for.
 func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (contracts.Ticket, queues.Queue, error) {
+	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		return contracts.Ticket{}, queues.Queue{}, err
+	}
 	req, err := contracts.DecodeTicketRequest(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
 	if err != nil {
 		return contracts.Ticket{}, queues.Queue{}, err

@@ -860,3 +860,45 @@ func TestPublishFailedButDelivered(t *testing.T) {
 		t.Errorf("retry of the create: status %d: %s; want 409", r.status, r.body)
 	}
 }
+
+// TestCreateRefusesWhatJSONWouldLetThrough: bodies that encoding/json
+// accepts but that are not what they seem are refused, and store nothing.
+func TestCreateRefusesWhatJSONWouldLetThrough(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		status      int
+		code        string
+	}{
+		{"form encoded", "application/x-www-form-urlencoded", ticketBody("duel", "p-1"), http.StatusUnsupportedMediaType, contracts.CodeUnsupportedType},
+		{"plain text", "text/plain", ticketBody("duel", "p-1"), http.StatusUnsupportedMediaType, contracts.CodeUnsupportedType},
+		{"duplicate key", "application/json", `{"queue":"nope","queue":"duel","players":[{"id":"p-1","skill":1}]}`, http.StatusBadRequest, contracts.CodeBadRequest},
+		{"invalid UTF-8", "application/json", "{\"queue\":\"duel\",\"players\":[{\"id\":\"p-1\",\"skill\":1}],\"attributes\":{\"k\":\"\xff\"}}", http.StatusBadRequest, contracts.CodeBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newMemEnv(t)
+			req, err := http.NewRequest("POST", e.srv.URL+"/v1/tickets", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", tt.contentType)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != contracts.ProblemContentType {
+				t.Fatalf("status %d (%s): %s; want %d problem+json", resp.StatusCode, resp.Header.Get("Content-Type"), body, tt.status)
+			}
+			if p := decodeProblem(t, response{status: resp.StatusCode, header: resp.Header, body: body}); p.Code != tt.code {
+				t.Errorf("code %q; want %q", p.Code, tt.code)
+			}
+			if ids := e.created.IDs(); len(ids) != 0 {
+				t.Errorf("refused create stored tickets %v", ids)
+			}
+		})
+	}
+}

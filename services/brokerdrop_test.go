@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/testenv"
 )
 
 // TestBrokerConnectionDrops closes every RabbitMQ connection of a running
@@ -21,10 +22,7 @@ import (
 // answer 503 during the outage, but every ticket that was accepted still
 // ends assigned: consumers reconnect, re-declare and resume (invariant 4.3).
 func TestBrokerConnectionDrops(t *testing.T) {
-	ctl, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		t.Skip("rabbitmqctl is needed to close connections from the server side")
-	}
+	ctl := testenv.Command(t, "rabbitmqctl") // to close connections from the server side
 	s := startStack(t, distributed, stackOptions{matchers: 2})
 	c := newClient(t)
 	c.registerServer(s.assignerURL, "gs-1", "eu-west", 500)

@@ -60,6 +60,7 @@ var rules = []rule{
 		code:   contracts.CodeBodyTooLarge,
 	},
 	{match: is(contracts.ErrBadRequest), status: http.StatusBadRequest, code: contracts.CodeBadRequest},
+	{match: is(contracts.ErrUnsupportedMediaType), status: http.StatusUnsupportedMediaType, code: contracts.CodeUnsupportedType},
 	{match: is(ErrUnknownQueue), status: http.StatusBadRequest, code: contracts.CodeUnknownQueue},
 	{match: is(store.ErrNotFound), status: http.StatusNotFound, code: contracts.CodeNotFound},
 	{

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -71,4 +72,21 @@ func getenv(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// Command is the path of the program name that a test needs, such as
+// rabbitmqctl to cut connections from the server side. When it is not
+// installed the test is skipped on a developer's machine, and fails under
+// CI=true, where the test command installs it.
+func Command(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed under CI=true: %v", name, err)
+	}
+	t.Skipf("%s is not installed: %v", name, err)
+	return ""
 }

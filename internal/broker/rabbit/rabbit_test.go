@@ -133,10 +133,7 @@ func TestDialUnreachable(t *testing.T) {
 // TestReconnect closes the broker's connection from the server side and
 // checks that publishing works again and that a running consumer resumes.
 func TestReconnect(t *testing.T) {
-	ctl, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		t.Skip("rabbitmqctl is not installed; it is needed to close a connection from the server side")
-	}
+	ctl := testenv.Command(t, "rabbitmqctl") // to close a connection from the server side
 	b := newTestBroker(t, "classic")
 	ctx := context.Background()
 	if err := b.Declare(ctx, "work", time.Second); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/quickmatch/quickmatch/internal/testenv"
 )
 
 // clusterMasters is how many masters the test cluster has.
@@ -26,12 +27,7 @@ const clusterMasters = 3
 func startCluster(t *testing.T) []string {
 	t.Helper()
 	for _, tool := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed under CI=true: %v", tool, err)
-			}
-			t.Skipf("%s is not installed: %v", tool, err)
-		}
+		testenv.Command(t, tool)
 	}
 	dir := t.TempDir()
 	ports, err := freeClusterPorts(clusterMasters)

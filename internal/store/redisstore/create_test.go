@@ -12,15 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quickmatch/quickmatch/internal/store"
+	"github.com/quickmatch/quickmatch/internal/testenv"
 )
 
 // privateRedis starts a Redis server of the test's own, so that the test
 // may flush its script cache; it dies with the test.
 func privateRedis(t *testing.T) backend {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
+	testenv.Command(t, "redis-server")
 	ports, err := freeClusterPorts(1)
 	if err != nil {
 		t.Fatal(err)
