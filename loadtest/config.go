@@ -247,7 +247,10 @@ func applyScenario(c *Config, regions, party *string, set map[string]bool) error
 		def("server-capacity", func() { c.ServerCapacity = 10000 })
 		def("game-length", func() { c.GameLength = 0 })
 		def("max-unassigned", func() { c.MaxUnassigned = 0 })
-		def("drain", func() { c.Drain = 15 * time.Second })
+		// Past the default queue's 30 s assignment deadline, so that a
+		// match waiting out an outage for a server is counted as what it
+		// becomes, not as lost.
+		def("drain", func() { c.Drain = 35 * time.Second })
 		return nil
 	}
 	return fmt.Errorf("unknown -scenario %q (known: pipeline)", c.Scenario)

@@ -191,8 +191,10 @@ func (p *player) play(ctx context.Context, req *contracts.TicketRequest, arrival
 	}
 }
 
-// createTries bounds the attempts to create one ticket.
-const createTries = 3
+// createTries bounds the attempts to create one ticket. With the backoff
+// doubling from 100 ms to a cap of 1 s they span about 4.5 s, so that a
+// create rides out a front or broker restart of a few seconds.
+const createTries = 8
 
 // create queues req as a client would: a create that got no answer, or a
 // 5xx, is sent again; if the earlier attempt had created the ticket after
@@ -213,10 +215,12 @@ func (p *player) create(ctx context.Context, req *contracts.TicketRequest) (tick
 			return ticketState{ID: ae.TicketID, Status: contracts.StatusSearching}, nil
 		}
 		p.rec.Error(err)
-		if !retryable(err) || try == createTries-1 || !sleep(ctx, backoff) {
+		// Jitter spreads the retries of players refused at once.
+		pause := backoff/2 + rand.N(backoff/2+1)
+		if !retryable(err) || try == createTries-1 || !sleep(ctx, pause) {
 			break
 		}
-		backoff *= 2
+		backoff = min(2*backoff, time.Second)
 	}
 	return ticketState{}, err
 }

@@ -39,7 +39,7 @@ func TestCountsEveryFate(t *testing.T) {
 	srv := newFakeSuite(t)
 	out := t.TempDir()
 	code, text := runCmd(t, "-front", srv.URL, "-run-id", "x", "-rate", "200", "-players", "12",
-		"-duration", "1s", "-drain", "2s", "-servers", "1", "-game-length", "0", "-regions", "eu-west=10",
+		"-duration", "1s", "-drain", "6s", "-servers", "1", "-game-length", "0", "-regions", "eu-west=10",
 		"-max-error-rate", "0.9", "-out", out)
 	if code != exitFail {
 		t.Fatalf("exit %d, want %d (lost tickets)\n%s", code, exitFail, text)
@@ -60,9 +60,9 @@ func TestCountsEveryFate(t *testing.T) {
 	if p.Lost != 2 || p.LostAt["matched"] != 2 || p.TimeToAssign.Count != 4 {
 		t.Errorf("lost %d (%v), assigned in histogram %d; want 2 last seen matched, and 4", p.Lost, p.LostAt, p.TimeToAssign.Count)
 	}
-	// Three attempts for each refused create, one for each lost answer.
-	if p.Errors["create: 503 unavailable"] != 6 || p.ErrorCount != 8 {
-		t.Errorf("errors %v: want 6 × create: 503 unavailable and 2 lost answers", p.Errors)
+	// Every attempt of each refused create, one for each lost answer.
+	if p.Errors["create: 503 unavailable"] != 2*createTries || p.ErrorCount != 2*createTries+2 {
+		t.Errorf("errors %v: want %d × create: 503 unavailable and 2 lost answers", p.Errors, 2*createTries)
 	}
 	if r.Pass || !strings.Contains(strings.Join(r.Failures, "\n"), "2 tickets lost") {
 		t.Errorf("failures %q, want the lost tickets named", r.Failures)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,16 +200,44 @@ func (f *fleet) endMatches(ctx context.Context, id string, ends <-chan pendingEn
 		if !sleep(ctx, time.Until(e.at)) {
 			return
 		}
-		if err := f.client.EndMatch(ctx, id, e.matchID); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			f.rec.Error(err)
-			continue
+		if !f.endMatch(ctx, id, e.matchID) {
+			return
 		}
-		f.ended.Add(1)
 	}
 }
+
+// endMatch ends one match, trying again with backoff while the assigner
+// cannot be reached: a match the fleet forgot would hold its slot for good
+// and starve later matches of capacity. It reports false once ctx ends.
+func (f *fleet) endMatch(ctx context.Context, serverID, matchID string) bool {
+	backoff := 50 * time.Millisecond
+	for range endAttempts {
+		err := f.client.EndMatch(ctx, serverID, matchID)
+		if ctx.Err() != nil {
+			return false
+		}
+		var ae *apiError
+		switch {
+		case err == nil:
+			f.ended.Add(1)
+			return true
+		case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+			// An earlier attempt whose answer was lost ended it.
+			f.ended.Add(1)
+			return true
+		}
+		f.rec.Error(err)
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	return true
+}
+
+// endAttempts bounds the tries to end one match: with backoff capped at 2 s
+// they span about two minutes, longer than any outage a run survives.
+const endAttempts = 64
 
 // finish reads how many matches each server still hosts and drains it, so
 // that a later run does not place matches on it. It runs after start's
