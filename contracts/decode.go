@@ -88,49 +88,88 @@ func decodeStrict(r io.Reader, dst any) error {
 	return nil
 }
 
-// checkNoDuplicateKeys walks body's tokens and refuses an object that names
-// a key twice. Malformed JSON passes here, for the decoder to explain.
+// checkNoDuplicateKeys refuses an object that names a key twice. It scans
+// the bytes rather than the decoder's tokens, which would cost a create
+// twice its decoding; malformed JSON passes here, for the decoder to
+// explain.
 func checkNoDuplicateKeys(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	// One entry per open container: the keys seen so far of an object, nil
-	// for an array; expectKey says whether an object's next string is a key.
-	type open struct {
-		keys      map[string]struct{}
-		expectKey bool
-	}
-	var stack []open
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		top := len(stack) - 1
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{':
-				stack = append(stack, open{keys: map[string]struct{}{}, expectKey: true})
-				continue
-			case '[':
-				stack = append(stack, open{})
-				continue
-			default:
-				stack = stack[:top]
-				top--
+	var (
+		keys [][]byte // the keys of every open object, innermost last
+		open []int    // per open container, where its keys start; -1 for an array
+	)
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '{':
+			open = append(open, len(keys))
+		case '[':
+			open = append(open, -1)
+		case '}', ']':
+			if len(open) == 0 {
+				return nil
 			}
-		} else if top >= 0 && stack[top].keys != nil && stack[top].expectKey {
-			key, _ := tok.(string)
-			if _, dup := stack[top].keys[key]; dup {
-				return fmt.Errorf("%w: key %q appears twice in one object", ErrBadRequest, key)
+			if start := open[len(open)-1]; start >= 0 {
+				keys = keys[:start]
 			}
-			stack[top].keys[key] = struct{}{}
-			stack[top].expectKey = false
-			continue
-		}
-		// A value ended: the object holding it expects a key next.
-		if top >= 0 && stack[top].keys != nil {
-			stack[top].expectKey = true
+			open = open[:len(open)-1]
+		case '"':
+			end, escaped := stringEnd(body, i)
+			if end < 0 {
+				return nil
+			}
+			raw := body[i : end+1]
+			i = end
+			// Only an object's keys are followed by a colon.
+			if len(open) == 0 || open[len(open)-1] < 0 || !colonAt(body, end+1) {
+				continue
+			}
+			key := raw[1 : len(raw)-1]
+			if escaped {
+				var k string
+				if json.Unmarshal(raw, &k) != nil {
+					return nil
+				}
+				key = []byte(k)
+			}
+			for _, seen := range keys[open[len(open)-1]:] {
+				if bytes.Equal(seen, key) {
+					return fmt.Errorf("%w: key %q appears twice in one object", ErrBadRequest, key)
+				}
+			}
+			keys = append(keys, key)
 		}
 	}
+	return nil
+}
+
+// stringEnd returns the index of the quote that closes the JSON string
+// opening at body[start], or -1, and whether the string has escapes.
+func stringEnd(body []byte, start int) (int, bool) {
+	escaped := false
+	for i := start + 1; i < len(body); i++ {
+		switch body[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i, escaped
+		}
+	}
+	return -1, escaped
+}
+
+// colonAt reports whether the first byte at or after i that is not JSON
+// whitespace is a colon.
+func colonAt(body []byte, i int) bool {
+	for ; i < len(body); i++ {
+		switch body[i] {
+		case ' ', '\t', '\n', '\r':
+		case ':':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 func isSyntaxOrEOF(err error) bool {

@@ -1,6 +1,7 @@
 package contracts_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,7 @@ func TestDecodeTicketRequest(t *testing.T) {
 		{name: "skill at the limit", body: `{"queue":"duel","players":[{"id":"a","skill":-1e9}]}`},
 
 		{name: "same key in another object", body: `{"queue":"duel","players":[{"id":"a","skill":1},{"id":"b","skill":2}],"attributes":{"queue":"x"}}`},
+		{name: "quotes and colons inside strings", body: `{"queue":"duel","players":[{"id":"a","skill":1}],"attributes":{"k":"a\":b","k2":"[{\"k\":1}]"}}`},
 		{name: "nested arrays and objects", body: `{"queue":"duel","players":[{"id":"a","skill":1}],"latencies":{"a":1,"b":2},"attributes":{}}`},
 
 		{name: "empty body", body: ``, wantErr: contracts.ErrBadRequest},
@@ -77,6 +79,7 @@ func TestDecodeTicketRequest(t *testing.T) {
 		// may read the first.
 		{name: "duplicate top-level key", body: `{"queue":"nope","queue":"duel","players":[{"id":"a","skill":1}]}`, wantErr: contracts.ErrBadRequest},
 		{name: "duplicate key in a player", body: `{"queue":"duel","players":[{"id":"a","id":"b","skill":1}]}`, wantErr: contracts.ErrBadRequest},
+		{name: "duplicate key spelled with an escape", body: `{"queue":"duel","\u0071ueue":"duel","players":[{"id":"a","skill":1}]}`, wantErr: contracts.ErrBadRequest},
 		{name: "duplicate key in a map", body: `{"queue":"duel","players":[{"id":"a","skill":1}],"latencies":{"eu":1,"eu":2}}`, wantErr: contracts.ErrBadRequest},
 		// encoding/json would turn these bytes into U+FFFD before any
 		// check saw them.
@@ -426,5 +429,17 @@ func TestDecodeMatchMessage(t *testing.T) {
 				t.Errorf("DecodeMatchMessage = %+v, want %+v", got, *tt.want)
 			}
 		})
+	}
+}
+
+// BenchmarkDecodeTicketRequest decodes a typical create: one player, two
+// regions, one attribute.
+func BenchmarkDecodeTicketRequest(b *testing.B) {
+	body := []byte(`{"queue":"duel","players":[{"id":"p-1","skill":1520}],"latencies":{"eu-west":31,"us-east":112},"attributes":{"platform":"pc"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := contracts.DecodeTicketRequest(bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -208,7 +208,9 @@ func (f *fleet) endMatches(ctx context.Context, id string, ends <-chan pendingEn
 
 // endMatch ends one match, trying again with backoff while the assigner
 // cannot be reached: a match the fleet forgot would hold its slot for good
-// and starve later matches of capacity. It reports false once ctx ends.
+// and starve later matches of capacity. It reports false once ctx ends;
+// after endAttempts failures it gives the match up, and the run's
+// allocated-at-end count shows the leak.
 func (f *fleet) endMatch(ctx context.Context, serverID, matchID string) bool {
 	backoff := 50 * time.Millisecond
 	for range endAttempts {

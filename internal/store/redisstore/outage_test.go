@@ -2,7 +2,7 @@ package redisstore
 
 import (
 	"errors"
-	"net"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -20,13 +20,11 @@ import (
 // came back with neither reply nor error: AssignMatch panicked on an empty
 // reply, Ticket answered not found and CreateTicket an unexpected reply.
 func TestUnreachableRedisAnswersErrors(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeClusterPorts(1) // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { c.Close() })
 	s := New(c, Options{Prefix: "test-outage:"})
 	ctx := t.Context()

@@ -245,11 +245,11 @@ func (s *Store) DeleteTicket(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("deleting ticket %s: %w", id, err)
 	}
-	verdict, _ := r[0].(string)
-	pids, _ := r[1].(string)
-	if verdict == "conflict" {
-		return fmt.Errorf("deleting ticket %s: %w", id, &store.ConflictError{TicketID: id, Status: contracts.Status(pids)})
+	if verdict, _ := r[0].(string); verdict == "conflict" {
+		status, _ := r[1].(string)
+		return fmt.Errorf("deleting ticket %s: %w", id, &store.ConflictError{TicketID: id, Status: contracts.Status(status)})
 	}
+	pids, _ := r[1].(string)
 	if err := s.release(ctx, claimsOf(id, pids)); err != nil {
 		return fmt.Errorf("deleting ticket %s: %w", id, err)
 	}
