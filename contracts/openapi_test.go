@@ -27,6 +27,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/broker/membroker"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/queues"
+	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/internal/store/memstore"
 	"github.com/quickmatch/quickmatch/services"
 )
@@ -345,6 +346,14 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "POST", path: "/v1/tickets", body: `{"queue":"duel","players":[{"id":"p-9","skill":1}],"latencies":{"eu":-5}}`, status: 400, offSpec: true},
 		{method: "POST", path: "/v1/tickets", body: ticketRequest("p-9"), status: 415, offSpec: true,
 			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}},
+		// A retry with the first create's key replays it; the key with
+		// another body is refused.
+		{method: "POST", path: "/v1/tickets", body: ticketRequest("p-7"), status: 201,
+			header: http.Header{"Idempotency-Key": {"k-7"}}},
+		{method: "POST", path: "/v1/tickets", body: ticketRequest("p-7"), status: 201,
+			header: http.Header{"Idempotency-Key": {"k-7"}}},
+		{method: "POST", path: "/v1/tickets", body: ticketRequest("p-6"), status: 422,
+			header: http.Header{"Idempotency-Key": {"k-7"}}},
 		{method: "POST", path: "/v1/tickets", status: 413, offSpec: true,
 			body: `{"queue":"duel","players":[{"id":"p-9","skill":1}],"pad":"` + strings.Repeat("x", contracts.MaxRequestBytes) + `"}`},
 		{method: "GET", path: "/v1/tickets/" + t1.ID, status: 200},
@@ -461,8 +470,10 @@ type downStore struct{}
 
 var errDown = errors.New("store unreachable")
 
-func (downStore) CreateTicket(context.Context, contracts.Ticket, time.Time) error { return errDown }
-func (downStore) DeleteTicket(context.Context, string) error                      { return errDown }
+func (downStore) CreateTicketOnce(context.Context, contracts.Ticket, time.Time, store.Idempotency) error {
+	return errDown
+}
+func (downStore) DeleteTicket(context.Context, string) error { return errDown }
 func (downStore) Ticket(context.Context, string) (contracts.Ticket, error) {
 	return contracts.Ticket{}, errDown
 }

@@ -25,9 +25,12 @@ const (
 	CodeConflict        = "conflict"
 	CodeBodyTooLarge    = "body_too_large"
 	CodeUnsupportedType = "unsupported_media_type"
-	CodeUnavailable     = "unavailable"
-	CodeOverloaded      = "overloaded"
-	CodeInternal        = "internal"
+	// CodeIdempotencyMismatch: the request's Idempotency-Key was used
+	// before for a request with other content.
+	CodeIdempotencyMismatch = "idempotency_key_mismatch"
+	CodeUnavailable         = "unavailable"
+	CodeOverloaded          = "overloaded"
+	CodeInternal            = "internal"
 )
 
 // ProblemTypeBase prefixes every problem type URI; the code completes it.

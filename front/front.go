@@ -5,12 +5,17 @@
 package front
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -25,7 +30,7 @@ import (
 
 // Store is the part of the store the front uses.
 type Store interface {
-	CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error
+	CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem store.Idempotency) error
 	DeleteTicket(ctx context.Context, id string) error
 	Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
@@ -117,12 +122,18 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t, q, err := a.newTicket(w, r)
+	t, q, idem, err := a.newTicket(w, r)
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
-	if err := a.create(r.Context(), t, q); err != nil {
+	err = a.create(r.Context(), t, q, idem)
+	var replay *store.ReplayError
+	if errors.As(err, &replay) && !replay.Mismatch {
+		a.answerReplay(w, r, replay.TicketID)
+		return
+	}
+	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
@@ -131,21 +142,80 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusCreated, t)
 }
 
-// newTicket reads and checks the request, and makes the ticket it asks for.
-func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (contracts.Ticket, queues.Queue, error) {
-	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
-		return contracts.Ticket{}, queues.Queue{}, err
+// answerReplay answers a create whose Idempotency-Key an earlier create
+// used as that one was answered, 201 with the ticket, as it is now.
+func (a *API) answerReplay(w http.ResponseWriter, r *http.Request, id string) {
+	t, err := a.store.Ticket(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted since the key was checked: the first create failed after
+		// all, and a retry will make the ticket anew.
+		err = fmt.Errorf("%w: the first create with this idempotency key was undone", httpapi.ErrUnavailable)
 	}
-	req, err := contracts.DecodeTicketRequest(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
 	if err != nil {
-		return contracts.Ticket{}, queues.Queue{}, err
+		httpapi.WriteProblem(w, r, a.log, storeErr("reading the ticket of the idempotency key", err))
+		return
+	}
+	w.Header().Set("Location", httpapi.TicketPath(t.ID))
+	w.Header().Set(replayedHeader, "true")
+	httpapi.WriteJSON(w, http.StatusCreated, t)
+}
+
+// Idempotency-Key (IETF httpapi draft) makes a create safe to retry: a
+// retry whose first attempt got no answer gets that attempt's ticket.
+const (
+	idempotencyHeader = "Idempotency-Key"
+	replayedHeader    = "Idempotent-Replayed"
+	maxIdempotencyKey = 255
+)
+
+// idempotencyOf reads the request's Idempotency-Key, if any, for a create
+// whose body is body. The draft makes the header a structured-field
+// string, which is quoted; most clients send the bare key, so both are
+// taken and mean the same key.
+func idempotencyOf(r *http.Request, body []byte) (store.Idempotency, error) {
+	v := r.Header.Get(idempotencyHeader)
+	if v == "" {
+		return store.Idempotency{}, nil
+	}
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	if v == "" || len(v) > maxIdempotencyKey || strings.IndexFunc(v, func(c rune) bool { return c < 0x20 || c > 0x7e || c == '"' || c == '\\' }) >= 0 {
+		return store.Idempotency{}, fmt.Errorf("%w: %s must be 1 to %d printable ASCII characters", contracts.ErrBadRequest, idempotencyHeader, maxIdempotencyKey)
+	}
+	sum := sha256.Sum256(body)
+	return store.Idempotency{Key: principal(r) + "\x00" + v, Fingerprint: hex.EncodeToString(sum[:16])}, nil
+}
+
+// principal names who sent r, to keep one client's idempotency keys apart
+// from another's. Requests are not authenticated yet, so every client
+// shares one scope and the keys' randomness keeps them apart.
+func principal(*http.Request) string { return "" }
+
+// newTicket reads and checks the request, and makes the ticket it asks for.
+// The idempotency key is read before the body is decoded, so that a bad
+// key is refused whatever the body holds.
+func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Ticket, q queues.Queue, idem store.Idempotency, err error) {
+	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		return t, q, idem, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
+	if err != nil {
+		return t, q, idem, fmt.Errorf("reading body: %w", err)
+	}
+	if idem, err = idempotencyOf(r, body); err != nil {
+		return t, q, idem, err
+	}
+	req, err := contracts.DecodeTicketRequest(bytes.NewReader(body))
+	if err != nil {
+		return t, q, idem, err
 	}
 	q, ok := a.queues.Get(req.Queue)
 	if !ok {
-		return contracts.Ticket{}, queues.Queue{}, fmt.Errorf("%w: %q", httpapi.ErrUnknownQueue, req.Queue)
+		return t, q, idem, fmt.Errorf("%w: %q", httpapi.ErrUnknownQueue, req.Queue)
 	}
 	if len(req.Players) > q.TeamSize {
-		return contracts.Ticket{}, queues.Queue{}, fmt.Errorf("%w: queue %q takes parties of at most %d players, not %d",
+		return t, q, idem, fmt.Errorf("%w: queue %q takes parties of at most %d players, not %d",
 			contracts.ErrBadRequest, q.Name, q.TeamSize, len(req.Players))
 	}
 	now := a.now().UTC()
@@ -159,18 +229,21 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (contracts.Ticke
 		Players:    req.Players,
 		Latencies:  req.Latencies,
 		Attributes: req.Attributes,
-	}, q, nil
+	}, q, idem, nil
 }
 
 // create stores t and announces it to the matchers. Either both happen or,
 // as far as the store can be reached, neither: a ticket no matcher will
 // ever see would hold its players until it expired.
-func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue) error {
+func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue, idem store.Idempotency) error {
 	body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
 	if err != nil {
 		return fmt.Errorf("encoding ticket message: %w", err)
 	}
-	if err := a.store.CreateTicket(ctx, t, t.CreatedAt.Add(q.MaxWait)); err != nil {
+	if err := a.store.CreateTicketOnce(ctx, t, t.CreatedAt.Add(q.MaxWait), idem); err != nil {
+		if errors.Is(err, store.ErrReplay) {
+			return err
+		}
 		return storeErr("creating ticket", err)
 	}
 	// The ticket is stored: finish the job even if the client leaves now,

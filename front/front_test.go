@@ -71,11 +71,11 @@ type createLog struct {
 	ids []string
 }
 
-func (c *createLog) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+func (c *createLog) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem store.Idempotency) error {
 	c.mu.Lock()
 	c.ids = append(c.ids, t.ID)
 	c.mu.Unlock()
-	return c.Store.CreateTicket(ctx, t, expiresAt)
+	return c.Store.CreateTicketOnce(ctx, t, expiresAt, idem)
 }
 
 func (c *createLog) IDs() []string {
@@ -173,12 +173,21 @@ func (e *frontEnv) do(method, path string, body io.Reader) response {
 
 func do(t testing.TB, base, method, path string, body io.Reader) response {
 	t.Helper()
+	return doWith(t, base, method, path, body, nil)
+}
+
+// doWith is do with extra request headers.
+func doWith(t testing.TB, base, method, path string, body io.Reader, header http.Header) response {
+	t.Helper()
 	req, err := http.NewRequest(method, base+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
@@ -753,10 +762,10 @@ type heldStore struct {
 	release chan struct{}
 }
 
-func (h *heldStore) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+func (h *heldStore) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem store.Idempotency) error {
 	h.arrived <- struct{}{}
 	<-h.release
-	return h.storeListener.CreateTicket(ctx, t, expiresAt)
+	return h.storeListener.CreateTicketOnce(ctx, t, expiresAt, idem)
 }
 
 // TestOverloadedCreate fills the front's creates in progress: the next

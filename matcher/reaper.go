@@ -2,27 +2,47 @@ package matcher
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/metrics"
+	"github.com/quickmatch/quickmatch/internal/store"
 )
 
-// Reaper expires tickets whose search outlived their queue's max wait
-// without any message left to do it: a front that died between storing a
-// ticket and publishing it leaves such a ticket. Normally a ticket's own
-// retry message expires it first; the reaper waits Grace longer so that it
-// only picks up what that path missed. Every replica may run one.
+// ReaperStore is what the reaper needs of the shared state.
+type ReaperStore interface {
+	ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error)
+	ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// Reaper repairs, every Interval, what processes that died mid-step left
+// behind. Every replica may run one; each repair is safe to race.
+//
+//   - A front that died between storing a ticket and publishing it leaves
+//     a searching ticket that no matcher will ever see: once no matcher
+//     has taken it up for OrphanAfter, the reaper publishes it again. A
+//     ticket whose message is only slow is then announced twice, which
+//     costs a second message and matches nobody twice.
+//   - A ticket whose search outlived its queue's max wait without any
+//     message left to expire it (the same orphan, never republished, or
+//     lost otherwise) is expired Grace after its max wait; normally its own
+//     retry message expires it first.
+//   - A process that died between ending a ticket and releasing its
+//     players leaves their claims naming the ended ticket: the reaper
+//     releases them.
 type Reaper struct {
-	Store interface {
-		ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error)
-	}
-	Interval time.Duration
-	Grace    time.Duration
-	Metrics  *metrics.Metrics
-	Log      *slog.Logger
-	Now      func() time.Time
+	Store       ReaperStore
+	Publisher   Publisher
+	Interval    time.Duration
+	Grace       time.Duration
+	OrphanAfter time.Duration
+	Metrics     *metrics.Metrics
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
 // reapBatch bounds one sweep; a backlog drains over successive sweeps.
@@ -38,16 +58,70 @@ func (r *Reaper) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		ids, err := r.Store.ExpireDue(ctx, r.Now().Add(-r.Grace), reapBatch)
-		if err != nil {
-			if ctx.Err() == nil {
-				r.Log.Warn("reaping expired tickets", "err", err)
-			}
-			continue
-		}
-		if len(ids) > 0 {
-			r.Metrics.TicketsFinished.WithLabelValues("", string(contracts.StatusExpired)).Add(float64(len(ids)))
-			r.Log.Info("expired orphaned tickets", "count", len(ids))
+		r.sweep(ctx)
+	}
+}
+
+// sweep makes one round of every repair, each on its own: a failing one
+// does not hold up the others.
+func (r *Reaper) sweep(ctx context.Context) {
+	now := r.Now()
+	warn := func(doing string, err error) {
+		if ctx.Err() == nil {
+			r.Log.Warn(doing, "err", err)
 		}
 	}
+	if n, err := r.republish(ctx, now); err != nil {
+		warn("announcing orphaned tickets again", err)
+	} else if n > 0 {
+		r.Metrics.Repairs.WithLabelValues("republished").Add(float64(n))
+		r.Log.Info("announced orphaned tickets again", "count", n)
+	}
+	ids, err := r.Store.ExpireDue(ctx, now.Add(-r.Grace), reapBatch)
+	if err != nil {
+		warn("reaping expired tickets", err)
+	} else if len(ids) > 0 {
+		for _, id := range ids {
+			q, _ := store.QueueOfID(id)
+			r.Metrics.TicketsFinished.WithLabelValues(q, string(contracts.StatusExpired)).Inc()
+		}
+		r.Log.Info("expired orphaned tickets", "count", len(ids))
+	}
+	n, err := r.Store.ReleaseStale(ctx, now, reapBatch)
+	if err != nil {
+		warn("releasing stale player claims", err)
+	} else if n > 0 {
+		// Some may be releases that were under way, not left behind:
+		// releasing twice is harmless, so the count is an upper bound.
+		r.Metrics.Repairs.WithLabelValues("stale_claim").Add(float64(n))
+		r.Log.Debug("released stale player claims", "count", n)
+	}
+}
+
+// republish announces again the tickets no matcher has taken up for
+// OrphanAfter, and reports how many.
+func (r *Reaper) republish(ctx context.Context, now time.Time) (int, error) {
+	if r.OrphanAfter <= 0 || r.Publisher == nil {
+		return 0, nil
+	}
+	orphans, err := r.Store.Unannounced(ctx, now.Add(-r.OrphanAfter), now, reapBatch)
+	if err != nil {
+		return 0, err
+	}
+	byQueue := map[string][][]byte{}
+	for _, t := range orphans {
+		body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
+		if err != nil {
+			return 0, fmt.Errorf("encoding ticket %s: %w", t.ID, err)
+		}
+		byQueue[t.Queue] = append(byQueue[t.Queue], body)
+	}
+	for q, bodies := range byQueue {
+		// Unannounced has marked them returned: one that fails to go out
+		// here is returned again an interval later.
+		if err := r.Publisher.Publish(ctx, contracts.TicketQueue(q), bodies...); err != nil {
+			return 0, fmt.Errorf("publishing %d tickets of queue %s: %w", len(bodies), q, err)
+		}
+	}
+	return len(orphans), nil
 }

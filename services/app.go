@@ -251,7 +251,8 @@ func (a *App) Run(ctx context.Context) error {
 			})
 		}
 		reaper := &matcher.Reaper{
-			Store: a.deps.Store, Interval: a.cfg.ReapInterval, Grace: a.cfg.ReapGrace,
+			Store: a.deps.Store, Publisher: a.deps.Broker,
+			Interval: a.cfg.ReapInterval, Grace: a.cfg.ReapGrace, OrphanAfter: a.cfg.OrphanAfter,
 			Metrics: a.metrics, Log: a.log, Now: time.Now,
 		}
 		consume.goRun(g, "reaper", reaper.Run)

@@ -37,6 +37,7 @@ type Config struct {
 	AssignRetryDelay time.Duration `envconfig:"ASSIGN_RETRY_DELAY" default:"500ms"`
 	ReapInterval     time.Duration `envconfig:"REAP_INTERVAL" default:"1s"`
 	ReapGrace        time.Duration `envconfig:"REAP_GRACE" default:"5s"`
+	OrphanAfter      time.Duration `envconfig:"ORPHAN_AFTER" default:"5s"`
 
 	MatcherPrefetch  int `envconfig:"MATCHER_PREFETCH" default:"512"`
 	MatcherWorkers   int `envconfig:"MATCHER_WORKERS" default:"512"`
@@ -85,6 +86,8 @@ func (c *Config) check() error {
 	case c.PollMax <= 0 || c.ServerTTL <= 0 || c.Retention <= 0 || c.AssignRetryDelay <= 0 ||
 		c.ReapInterval <= 0 || c.ShutdownTimeout <= 0:
 		return fmt.Errorf("MM_POLL_MAX, MM_SERVER_TTL, MM_RETENTION, MM_ASSIGN_RETRY_DELAY, MM_REAP_INTERVAL and MM_SHUTDOWN_TIMEOUT must be positive")
+	case c.OrphanAfter < 0:
+		return fmt.Errorf("MM_ORPHAN_AFTER must not be negative")
 	case c.MaxCreates < 0:
 		return fmt.Errorf("MM_MAX_CREATES must not be negative")
 	case c.MatcherPrefetch < 1 || c.MatcherWorkers < 1 || c.AssignerPrefetch < 1 || c.AssignerWorkers < 1:

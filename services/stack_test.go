@@ -61,6 +61,7 @@ type stackOptions struct {
 	noMatchers          bool // start no matcher; the test drives matching
 	queue               queues.Queue
 	more                []queues.Queue // further queues beside queue
+	orphanAfter         time.Duration  // MM_ORPHAN_AFTER; 0 turns it off
 }
 
 func startStack(t *testing.T, m mode, opt stackOptions) *stack {
@@ -88,6 +89,7 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 	cfg.AssignRetryDelay = 100 * time.Millisecond
 	cfg.ReapInterval = 200 * time.Millisecond
 	cfg.ReapGrace = time.Second
+	cfg.OrphanAfter = opt.orphanAfter
 	s := &stack{cfg: cfg}
 	if m == embedded {
 		s.cfg.AMQPURL, s.cfg.RedisAddr = "", ""

@@ -64,6 +64,14 @@ var rules = []rule{
 	{match: is(ErrUnknownQueue), status: http.StatusBadRequest, code: contracts.CodeUnknownQueue},
 	{match: is(store.ErrNotFound), status: http.StatusNotFound, code: contracts.CodeNotFound},
 	{
+		match: func(err error) bool {
+			var r *store.ReplayError
+			return errors.As(err, &r) && r.Mismatch
+		},
+		status: http.StatusUnprocessableEntity,
+		code:   contracts.CodeIdempotencyMismatch,
+	},
+	{
 		match:  is(store.ErrPlayerBusy),
 		status: http.StatusConflict,
 		code:   contracts.CodePlayerHasTicket,

@@ -17,6 +17,7 @@ type Metrics struct {
 	TimeToAssign     *prometheus.HistogramVec // queue: ticket created → assigned
 	LongPollsWaiting *prometheus.GaugeVec     // kind (ticket, server)
 	HTTPRequests     *prometheus.CounterVec   // route, code
+	Repairs          *prometheus.CounterVec   // kind (republished, stale_claim)
 }
 
 // waitBuckets reach past the 10 s at which default buckets stop, because a
@@ -56,9 +57,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mm_http_requests_total", Help: "HTTP requests answered, by route pattern and status code.",
 		}, []string{"route", "code"}),
+		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_repairs_total",
+			Help: "What processes that died mid-step left behind, repaired by the reaper: tickets announced again, stale player claims released.",
+		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.TicketsCreated, m.TicketsFinished, m.MatchesFormed, m.Assignments, m.Requeues,
-		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests)
+		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests, m.Repairs)
 	return m
 }
 

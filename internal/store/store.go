@@ -56,6 +56,38 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
+// ErrReplay: a create carried an idempotency key that an earlier create
+// already used.
+var ErrReplay = errors.New("idempotency key already used")
+
+// ReplayError names the ticket of the earlier create with the same key. It
+// matches ErrReplay under errors.Is. Mismatch says the earlier create had
+// another fingerprint: the key was reused for a different request.
+type ReplayError struct {
+	TicketID string
+	Mismatch bool
+}
+
+func (e *ReplayError) Error() string {
+	if e.Mismatch {
+		return fmt.Sprintf("idempotency key already used for ticket %s by a different request", e.TicketID)
+	}
+	return fmt.Sprintf("idempotency key already used for ticket %s", e.TicketID)
+}
+
+func (e *ReplayError) Is(target error) bool { return target == ErrReplay }
+
+// Idempotency ties a create to a client's idempotency key, so that a retry
+// of a create whose answer was lost finds the first ticket instead of
+// making a second one.
+type Idempotency struct {
+	// Key names the request: the client's key, qualified by whoever sent
+	// it, so that two clients' keys never meet. Empty means no key.
+	Key string
+	// Fingerprint identifies the request's content.
+	Fingerprint string
+}
+
 // PoolEntry is what matching needs to know of a ticket waiting in the pool.
 type PoolEntry struct {
 	TicketID string `json:"id"`
@@ -101,6 +133,16 @@ type Store interface {
 	// *PlayerBusyError and writes nothing. expiresAt is when the reaper may
 	// expire the ticket if it is still searching (see ExpireDue).
 	CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error
+	// CreateTicketOnce is CreateTicket under an idempotency key. If an
+	// earlier create with idem.Key stored a ticket that still exists
+	// within the store's retention, it writes nothing and answers a
+	// *ReplayError naming that ticket (with Mismatch set if the
+	// fingerprints differ). Checking the key and storing the ticket are
+	// one step, so two creates with one key never both store a ticket. A
+	// ticket that DeleteTicket removed frees its key. The key is scoped to
+	// the ticket's queue: a retry names the same queue, and a key reused
+	// for another queue is not found. An empty idem.Key is CreateTicket.
+	CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem Idempotency) error
 	// DeleteTicket undoes CreateTicket for a ticket whose announcement
 	// failed: it removes the ticket, its pool entry and expiry, and
 	// releases its players. Unknown ids are not an error. A failed publish
@@ -126,6 +168,21 @@ type Store interface {
 	// It also forgets the expiries of tickets that are no longer searching
 	// and may purge terminal records older than the store's retention.
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// Unannounced returns up to limit tickets that are still searching and
+	// that no matcher has taken up (put in a pool or a match) although
+	// they were created, or last returned by Unannounced, at or before
+	// before: a front that died between storing a ticket and publishing it
+	// leaves such a ticket. Each ticket returned counts as returned at now,
+	// so a caller that republishes them sees each again only if it is
+	// still not taken up an interval later.
+	Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error)
+	// ReleaseStale finishes releases that a process died before making: it
+	// deletes the claims that still name a ticket which became terminal, or
+	// was deleted, at or before before (up to limit such tickets), and
+	// returns how many claims it deleted. A claim that names a live ticket
+	// is never touched. A store that releases in the same step as the
+	// status change has nothing to finish.
+	ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// AddToPool puts e into queue's pool if its ticket is still searching,
 	// and reports whether it is there now. Adding again is harmless.

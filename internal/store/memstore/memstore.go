@@ -41,6 +41,23 @@ type Store struct {
 	servers   map[string]*serverRec
 	retired   []retiredRec
 	listeners map[*listener]struct{}
+	// unannounced holds the searching tickets no matcher has taken up,
+	// with when each was created or last returned by Unannounced.
+	unannounced map[string]time.Time
+	// keys holds the idempotency keys of creates, by queue and key.
+	keys map[idemName]idemRec
+	// keyOrder lists the keys in the order they were stored, which is
+	// nearly the order they are forgotten in, for purge.
+	keyOrder []idemName
+}
+
+type idemName struct{ queue, key string }
+
+// idemRec is what a create under an idempotency key left: its ticket and
+// fingerprint, and when the key is forgotten.
+type idemRec struct {
+	ticket, fingerprint string
+	until               time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -96,13 +113,29 @@ func New(opts Options) *Store {
 		matches:   map[string]*matchRec{},
 		servers:   map[string]*serverRec{},
 		listeners: map[*listener]struct{}{},
+
+		unannounced: map[string]time.Time{},
+		keys:        map[idemName]idemRec{},
 	}
 }
 
 // CreateTicket implements store.Store.
 func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+	return s.CreateTicketOnce(ctx, t, expiresAt, store.Idempotency{})
+}
+
+// CreateTicketOnce implements store.Store. The key lives for the retention
+// from the ticket's creation.
+func (s *Store) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem store.Idempotency) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	name := idemName{queue: t.Queue, key: idem.Key}
+	if idem.Key != "" {
+		prev, ok := s.keys[name]
+		if _, live := s.tickets[prev.ticket]; ok && live && t.CreatedAt.Before(prev.until) {
+			return &store.ReplayError{TicketID: prev.ticket, Mismatch: prev.fingerprint != idem.Fingerprint}
+		}
+	}
 	if old, ok := s.tickets[t.ID]; ok {
 		return fmt.Errorf("create ticket %s: already stored: %w", t.ID, &store.ConflictError{TicketID: t.ID, Status: old.t.Status})
 	}
@@ -117,8 +150,42 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 		s.players[p.ID] = t.ID
 	}
 	heap.Push(&s.expiries, expiry{at: expiresAt, id: t.ID})
+	s.unannounced[t.ID] = t.CreatedAt
+	if idem.Key != "" {
+		s.keys[name] = idemRec{ticket: t.ID, fingerprint: idem.Fingerprint, until: t.CreatedAt.Add(s.retention)}
+		s.keyOrder = append(s.keyOrder, name)
+	}
 	s.notify(store.Change{Kind: store.ChangeTicket, ID: t.ID, Version: t.Version})
 	return nil
+}
+
+// Unannounced implements store.Store.
+func (s *Store) Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []contracts.Ticket
+	for id, at := range s.unannounced {
+		if len(out) >= limit {
+			break
+		}
+		if at.After(before) {
+			continue
+		}
+		rec, ok := s.tickets[id]
+		if !ok || rec.t.Status != contracts.StatusSearching {
+			delete(s.unannounced, id)
+			continue
+		}
+		s.unannounced[id] = now
+		out = append(out, cloneTicket(rec.t))
+	}
+	return out, nil
+}
+
+// ReleaseStale implements store.Store: every change here releases its
+// players in the same step, so nothing is ever left to finish.
+func (s *Store) ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error) {
+	return 0, nil
 }
 
 // DeleteTicket implements store.Store.
@@ -137,6 +204,7 @@ func (s *Store) DeleteTicket(ctx context.Context, id string) error {
 	// The expiry left in the heap is dropped when it comes due: it no
 	// longer points at a stored ticket.
 	delete(s.tickets, id)
+	delete(s.unannounced, id)
 	s.notify(store.Change{Kind: store.ChangeTicket, ID: id, Version: rec.t.Version})
 	return nil
 }
@@ -211,6 +279,7 @@ func (s *Store) finish(rec *ticketRec, status contracts.Status, now time.Time) {
 	rec.t.UpdatedAt = now
 	s.unpool(rec)
 	s.release(rec)
+	delete(s.unannounced, rec.t.ID)
 	s.retired = append(s.retired, retiredRec{at: now, ticket: rec.t.ID})
 	s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
 }
@@ -249,6 +318,16 @@ func (s *Store) purge(now time.Time) {
 	if n > 0 {
 		s.retired = slices.Delete(s.retired, 0, n)
 	}
+	for len(s.keyOrder) > 0 {
+		name := s.keyOrder[0]
+		if k, ok := s.keys[name]; ok {
+			if k.until.After(now) {
+				break
+			}
+			delete(s.keys, name)
+		}
+		s.keyOrder = s.keyOrder[1:]
+	}
 	// Servers that stopped heartbeating long ago and host nothing are gone
 	// for good; dropping them keeps a churning fleet from growing the map.
 	for id, srv := range s.servers {
@@ -275,6 +354,7 @@ func (s *Store) AddToPool(ctx context.Context, queue string, e store.PoolEntry) 
 	}
 	p.insert(e)
 	rec.pooled, rec.poolQueue, rec.entry = true, queue, e
+	delete(s.unannounced, e.TicketID)
 	return true, nil
 }
 
@@ -335,6 +415,7 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 		rec.t.UpdatedAt = now
 		rec.t.Match = cloneRef(m.Ref())
 		s.unpool(rec)
+		delete(s.unannounced, rec.t.ID)
 		s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
 	}
 	return nil

@@ -82,7 +82,7 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 	case "":
 		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, store.ErrNotFound)
 	case "failed":
-		return contracts.Assignment{}, s.refuseFailed(ctx, matchID)
+		return contracts.Assignment{}, s.refuseFailed(ctx, matchID, now)
 	case "pending":
 		asg, server, err = s.place(ctx, matchID, region, head, now)
 		if err != nil {
@@ -90,7 +90,7 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 		}
 	}
 
-	keys := []string{s.matchKey(q, matchID)}
+	keys := []string{s.matchKey(q, matchID), s.relKey(q)}
 	args := []any{asg, server, fmtTime(now), millis(s.retention)}
 	for _, id := range tickets {
 		keys = append(keys, s.ticketKey(q, id))
@@ -103,7 +103,7 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 	switch code(r) {
 	case "ok":
 	case "failed":
-		return contracts.Assignment{}, s.refuseFailed(ctx, matchID)
+		return contracts.Assignment{}, s.refuseFailed(ctx, matchID, now)
 	case "notfound":
 		return contracts.Assignment{}, errors.Join(
 			fmt.Errorf("assigning match %s: %w", matchID, store.ErrNotFound), s.unplace(ctx, matchID))
@@ -121,12 +121,15 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 	return a, nil
 }
 
-// refuseFailed undoes any placement of failed match id and answers the
-// conflict AssignMatch reports for it.
-func (s *Store) refuseFailed(ctx context.Context, id string) error {
+// refuseFailed answers the conflict AssignMatch reports for failed match
+// id, after finishing what failing it involves: FailMatch again undoes any
+// placement and releases the tickets' players. An assigner that died
+// between failing a match and releasing its players leaves them claimed,
+// and its message, delivered again, comes here first.
+func (s *Store) refuseFailed(ctx context.Context, id string, now time.Time) error {
 	err := fmt.Errorf("assigning match %s: match failed: %w", id, store.ErrConflict)
-	if uerr := s.unplace(ctx, id); uerr != nil {
-		return errors.Join(err, fmt.Errorf("assigning match %s: %w", id, uerr))
+	if ferr := s.FailMatch(ctx, id, "", now); ferr != nil && !errors.Is(ferr, store.ErrConflict) {
+		return errors.Join(err, fmt.Errorf("assigning match %s: %w", id, ferr))
 	}
 	return err
 }
@@ -263,7 +266,7 @@ func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.
 	if err := json.Unmarshal([]byte(raw), &tickets); err != nil {
 		return fmt.Errorf("failing match %s: decoding its tickets: %w", matchID, err)
 	}
-	keys := []string{s.matchKey(q, matchID)}
+	keys := []string{s.matchKey(q, matchID), s.relKey(q)}
 	args := []any{reason, fmtTime(now), millis(s.retention)}
 	for _, id := range tickets {
 		keys = append(keys, s.ticketKey(q, id))

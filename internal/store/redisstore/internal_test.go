@@ -37,6 +37,7 @@ var storeTests = []struct {
 	{"IDsNameTheirQueue", testIDsNameTheirQueue},
 	{"StaleClaimOfMissingTicket", testStaleClaimOfMissingTicket},
 	{"StaleClaimOfTerminalTicket", testStaleClaimOfTerminalTicket},
+	{"ReleaseStale", testReleaseStale},
 	{"RaceOverlappingParties", testRaceOverlappingParties},
 	{"CrashBeforeClaims", testCrashBeforeClaims},
 	{"CrashBetweenAssignSteps", testCrashBetweenAssignSteps},
@@ -427,6 +428,66 @@ func testStaleClaimOfTerminalTicket(t *testing.T, b backend) {
 	wantClaim(t, s, "p-2", "")
 }
 
+// testReleaseStale: a cancel that dies between its status change and the
+// release leaves a note in the queue's release log, and ReleaseStale
+// finishes it: it frees the claim still naming the cancelled ticket and
+// leaves the one a newer ticket took over. Completed operations leave no
+// note behind.
+func testReleaseStale(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	mustCreate(t, s, ticket("duel.a", "p-1", "p-2"), t0.Add(time.Hour))
+	keys := append(s.poolKeys("duel"), s.ticketKey("duel", "duel.a"))
+	if _, err := s.run(ctx, cancelScript, keys, "duel.a", fmtTime(t0), millis(s.retention)); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, ticket("duel.b", "p-1"), t0.Add(time.Hour))
+	if n, err := s.ReleaseStale(ctx, t0, 100); err != nil || n != 1 {
+		t.Errorf("ReleaseStale = %d, %v; want 1 claim released", n, err)
+	}
+	wantClaim(t, s, "p-1", "duel.b")
+	wantClaim(t, s, "p-2", "")
+	if n, err := s.ReleaseStale(ctx, t0, 100); err != nil || n != 0 {
+		t.Errorf("ReleaseStale again = %d, %v; want 0", n, err)
+	}
+	wantNoNotes(t, s)
+
+	// Every operation that ends or deletes a ticket forgets its note.
+	mustCreate(t, s, ticket("duel.c", "p-3"), t0.Add(time.Hour))
+	if _, err := s.CancelTicket(ctx, "duel.c", t0); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, ticket("duel.d", "p-4"), t0.Add(time.Minute))
+	if _, err := s.ExpireDue(ctx, t0.Add(time.Minute), 10); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, ticket("duel.e", "p-5"), t0.Add(time.Hour))
+	if err := s.DeleteTicket(ctx, "duel.e"); err != nil {
+		t.Fatal(err)
+	}
+	mustRegister(t, s, "gs-1", "eu", 1)
+	m := assignable(t, s, "duel.m-1")
+	if _, err := s.AssignMatch(ctx, m.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	f := assignable(t, s, "duel.m-2")
+	if err := s.FailMatch(ctx, f.ID, "test", t0); err != nil {
+		t.Fatal(err)
+	}
+	wantNoNotes(t, s)
+	for _, p := range []string{"p-3", "p-4", "p-5", "p-duel.m-1-a", "p-duel.m-2-b"} {
+		wantClaim(t, s, p, "")
+	}
+}
+
+func wantNoNotes(t *testing.T, s *Store) {
+	t.Helper()
+	notes, err := s.client.SMembers(t.Context(), s.relKey("duel")).Result()
+	if err != nil || len(notes) != 0 {
+		t.Errorf("release log holds %q, %v; want nothing", notes, err)
+	}
+}
+
 // testRaceOverlappingParties races two creates for one party of two
 // players, listed in opposite orders. Players are claimed in the order of
 // their ids, so the two meet at the same first claim: exactly one create
@@ -479,8 +540,9 @@ func testCrashBeforeClaims(t *testing.T, b backend) {
 	if err := s.client.SAdd(ctx, s.queuesKey(), "duel").Err(); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]any{tk.ID, t0.Add(time.Minute).UnixMilli()}, fields...)
-	if _, err := s.run(ctx, createScript, []string{s.ticketKey("duel", tk.ID), s.expiryKey("duel")}, args...); err != nil {
+	args := append([]any{tk.ID, t0.Add(time.Minute).UnixMilli(), t0.UnixMilli(), "", millis(s.retention), ""}, fields...)
+	keys := []string{s.ticketKey("duel", tk.ID), s.expiryKey("duel"), s.newKey("duel")}
+	if _, err := s.run(ctx, createScript, keys, args...); err != nil {
 		t.Fatal(err)
 	}
 	mustCreate(t, s, ticket("duel.b", "p-1"), t0.Add(time.Hour))
@@ -559,7 +621,7 @@ func testPlacementOfFailedMatchUndone(t *testing.T, b backend) {
 			}
 		}},
 		{"by a later AssignMatch", func(t *testing.T, s *Store, m contracts.Match) {
-			keys := []string{s.matchKey("duel", m.ID)}
+			keys := []string{s.matchKey("duel", m.ID), s.relKey("duel")}
 			args := []any{"test", fmtTime(t0), millis(s.retention)}
 			for _, id := range m.TicketIDs {
 				keys = append(keys, s.ticketKey("duel", id))
@@ -587,6 +649,9 @@ func testPlacementOfFailedMatchUndone(t *testing.T, b backend) {
 			}
 			for _, id := range m.TicketIDs {
 				wantTicket(t, s, id, contracts.StatusFailed, 3)
+				// An assigner that died before releasing them left the
+				// claims; the message delivered again finishes the job.
+				wantClaim(t, s, "p-"+id, "")
 			}
 		})
 	}
@@ -603,7 +668,7 @@ func testCrashBeforeAssignRelease(t *testing.T, b backend) {
 	m2 := assignable(t, s, "duel.m-2")
 	for _, m := range []contracts.Match{m, m2} {
 		asg, server := placeOnly(t, s, m)
-		keys := []string{s.matchKey("duel", m.ID)}
+		keys := []string{s.matchKey("duel", m.ID), s.relKey("duel")}
 		args := []any{asg, server, fmtTime(t0), millis(s.retention)}
 		for _, id := range m.TicketIDs {
 			keys = append(keys, s.ticketKey("duel", id))

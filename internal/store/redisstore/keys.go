@@ -1,16 +1,24 @@
 package redisstore
 
-import "github.com/quickmatch/quickmatch/internal/store"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/quickmatch/quickmatch/internal/store"
+)
 
 // Key layout. Redis Cluster hashes a key by its hash tag, the part between
 // its first '{' and the next '}', so every key here carries exactly one tag
 // right after the prefix, naming the slot it belongs to:
 //
 //	{<queue>}     one queue: its tickets <p>{q}:t:<id>, its pool <p>{q}:pool
-//	              and <p>{q}:pool:e, its matches <p>{q}:m:<id> and its expiry
-//	              index <p>{q}:expiry. A claim, a cancel or an expiry touches
-//	              one queue only, so each is one script on one slot, and
-//	              queues spread over the shards.
+//	              and <p>{q}:pool:e, its matches <p>{q}:m:<id>, its expiry
+//	              index <p>{q}:expiry, the tickets no matcher has taken up
+//	              yet <p>{q}:new, the releases owed <p>{q}:rel and the
+//	              idempotency keys of creates <p>{q}:k:<hash of the key>. A
+//	              claim, a cancel or an expiry touches one queue only, so
+//	              each is one script on one slot, and queues spread over the
+//	              shards.
 //	{p:<player>}  one player's claim <p>{p:<player>}: the id of their live
 //	              ticket. Claims are global across queues (DESIGN §4.2), so
 //	              they live apart from any queue and change by the protocol
@@ -49,6 +57,8 @@ func (s *Store) matchKey(queue, id string) string   { return s.queueTag(queue) +
 func (s *Store) poolKey(queue string) string        { return s.queueTag(queue) + ":pool" }
 func (s *Store) poolEntriesKey(queue string) string { return s.queueTag(queue) + ":pool:e" }
 func (s *Store) expiryKey(queue string) string      { return s.queueTag(queue) + ":expiry" }
+func (s *Store) newKey(queue string) string         { return s.queueTag(queue) + ":new" }
+func (s *Store) relKey(queue string) string         { return s.queueTag(queue) + ":rel" }
 func (s *Store) playerKey(playerID string) string   { return s.prefix + "{p:" + playerID + "}" }
 func (s *Store) serverKey(id string) string         { return s.prefix + "{servers}:srv:" + id }
 func (s *Store) allocKey(serverID string) string    { return s.prefix + "{servers}:allocs:" + serverID }
@@ -58,10 +68,19 @@ func (s *Store) regionKey(region string) string     { return s.prefix + "{server
 func (s *Store) queuesKey() string                  { return s.prefix + "{meta}:queues" }
 func (s *Store) channel() string                    { return s.prefix + "changes" }
 
+// idemKey holds the ticket id and fingerprint of the create that used
+// idempotency key key in queue. The key is the client's, of any length and
+// any bytes, so its name holds a digest of it.
+func (s *Store) idemKey(queue, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return s.queueTag(queue) + ":k:" + hex.EncodeToString(sum[:16])
+}
+
 // poolKeys are the keys of queue that every script changing a searching
-// ticket takes first: pool, pool entries, expiry index.
+// ticket takes first: pool, pool entries, expiry index, unannounced
+// tickets, release log.
 func (s *Store) poolKeys(queue string) []string {
-	return []string{s.poolKey(queue), s.poolEntriesKey(queue), s.expiryKey(queue)}
+	return []string{s.poolKey(queue), s.poolEntriesKey(queue), s.expiryKey(queue), s.newKey(queue), s.relKey(queue)}
 }
 
 // ticketKeyOf is the key of ticket id in the queue its id names; false for

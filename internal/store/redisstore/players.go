@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,6 +67,12 @@ const finishTimeout = 5 * time.Second
 
 // CreateTicket implements store.Store by the protocol above.
 func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt time.Time) error {
+	return s.CreateTicketOnce(ctx, t, expiresAt, store.Idempotency{})
+}
+
+// CreateTicketOnce implements store.Store. Step 1 checks and sets the
+// idempotency key too; the key lives for the retention from the creation.
+func (s *Store) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem store.Idempotency) error {
 	q, ok := store.QueueOfID(t.ID)
 	if !ok || q != t.Queue {
 		return fmt.Errorf("creating ticket %s: its id does not name its queue %q", t.ID, t.Queue)
@@ -86,11 +93,21 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 	// Step 1, and on one server the first claim of step 2 in the same
 	// round trip: a pipeline runs in order there, so the claim still
 	// comes after the ticket.
-	args := append([]any{t.ID, expiresAt.UnixMilli()}, fields...)
-	keys := []string{s.ticketKey(q, t.ID), s.expiryKey(q)}
+	keys := []string{s.ticketKey(q, t.ID), s.expiryKey(q), s.newKey(q)}
+	args := []any{t.ID, expiresAt.UnixMilli(), t.CreatedAt.UnixMilli(), "", millis(s.retention), ""}
+	if idem.Key != "" {
+		keys = append(keys, s.idemKey(q, idem.Key))
+		args[3] = t.ID + " " + idem.Fingerprint
+	}
+	args = append(args, fields...)
 	r, claimed, err := s.createAndClaim(ctx, keys, args, t.ID, players[0])
 	if err != nil {
 		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
+	}
+	if code(r) == "replay" {
+		if r, err = s.replay(ctx, r, keys, args, idem); err != nil {
+			return fmt.Errorf("creating ticket %s: %w", t.ID, err)
+		}
 	}
 	switch code(r) {
 	case "ok":
@@ -120,6 +137,34 @@ func (s *Store) CreateTicket(ctx context.Context, t contracts.Ticket, expiresAt 
 		return busy
 	}
 	return nil
+}
+
+// replay answers a create whose idempotency key another ticket holds
+// (reply r): a *ReplayError naming that ticket if it exists. A ticket
+// that is gone was deleted (its create rolled back) or purged, so its key
+// is free: step 1 runs again, allowed to take the key from exactly that
+// ticket, and its reply is returned.
+func (s *Store) replay(ctx context.Context, r []any, keys []string, args []any, idem store.Idempotency) ([]any, error) {
+	for range maxClaimTries {
+		owner, _ := r[1].(string)
+		fingerprint, _ := r[2].(string)
+		key, ok := s.ticketKeyOf(owner)
+		if !ok {
+			return nil, fmt.Errorf("idempotency key held by unknown ticket %q", owner)
+		}
+		exists, err := s.client.Exists(ctx, key).Result()
+		if err != nil {
+			return nil, fmt.Errorf("reading ticket %s of the idempotency key: %w", owner, err)
+		}
+		if exists == 1 {
+			return nil, &store.ReplayError{TicketID: owner, Mismatch: fingerprint != idem.Fingerprint}
+		}
+		args[5] = owner
+		if r, err = s.run(ctx, createScript, keys, args...); err != nil || code(r) != "replay" {
+			return r, err
+		}
+	}
+	return nil, errors.New("the idempotency key keeps changing hands")
 }
 
 // createAndClaim runs step 1 of CreateTicket and answers its reply. On a
@@ -155,9 +200,16 @@ func (s *Store) createAndClaim(ctx context.Context, keys []string, args []any, i
 	}
 	r, _ = res.([]any)
 	// After "exists" the claim names an existing ticket, as the rule
-	// wants; CreateTicket answers the conflict and leaves it.
+	// wants; CreateTicket answers the conflict and leaves it. After
+	// "replay" it names a ticket that was not written, and is let go.
 	owner, err := first.Text()
-	return r, code(r) == "ok" && err == nil && owner == "", nil
+	took := err == nil && owner == ""
+	if code(r) == "replay" && took {
+		if err := s.release(ctx, []claim{{player: player, ticket: id}}); err != nil {
+			return nil, false, err
+		}
+	}
+	return r, code(r) == "ok" && took, nil
 }
 
 // reregisterEvery bounds how long a process trusts that its queue is still
@@ -256,8 +308,9 @@ func (s *Store) DeleteTicket(ctx context.Context, id string) error {
 	return nil
 }
 
-// claim is a player's claim held by a ticket.
-type claim struct{ player, ticket string }
+// claim is a player's claim held by a ticket. owed is the note of the
+// ticket in its queue's release log ("<id> <pids>"), if it has one.
+type claim struct{ player, ticket, owed string }
 
 // claimsOf lists the claims of ticket id, whose player ids are pids as
 // stored in its hash (a JSON list); none if pids is empty or unreadable.
@@ -268,7 +321,7 @@ func claimsOf(id, pids string) []claim {
 	}
 	out := make([]claim, len(players))
 	for i, p := range players {
-		out[i] = claim{player: p, ticket: id}
+		out[i] = claim{player: p, ticket: id, owed: id + " " + pids}
 	}
 	return out
 }
@@ -285,20 +338,104 @@ func claimsOfPairs(r []any) []claim {
 	return out
 }
 
-// release deletes the claims that still name their ticket. It finishes
-// even if ctx has ended, since the change that called for it is made.
+// release deletes the claims that still name their ticket, then the
+// tickets' notes in the release log. It finishes even if ctx has ended,
+// since the change that called for it is made.
 func (s *Store) release(ctx context.Context, claims []claim) error {
+	_, err := s.releaseCounting(ctx, claims)
+	return err
+}
+
+// releaseCounting is release, answering how many claims it deleted.
+func (s *Store) releaseCounting(ctx context.Context, claims []claim) (int, error) {
 	if len(claims) == 0 {
-		return nil
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
-	calls := make([]scriptCall, len(claims))
+	calls := make([]scriptCall, 0, len(claims))
+	notes := map[string][]any{}
 	for i, c := range claims {
-		calls[i] = scriptCall{keys: []string{s.playerKey(c.player)}, args: []any{c.ticket}}
+		if c.player != "" {
+			calls = append(calls, scriptCall{keys: []string{s.playerKey(c.player)}, args: []any{c.ticket}})
+		}
+		if q, ok := store.QueueOfID(c.ticket); ok && c.owed != "" && (i == 0 || claims[i-1].owed != c.owed) {
+			notes[q] = append(notes[q], c.owed)
+		}
 	}
-	if err := s.runEach(ctx, releasePlayerScript, calls); err != nil {
-		return fmt.Errorf("releasing players: %w", err)
+	forget := func(p redis.Pipeliner) {
+		for q, owed := range notes {
+			p.SRem(ctx, s.relKey(q), owed...)
+		}
 	}
-	return nil
+	// One server runs a pipeline in the order sent, so the notes can go
+	// in the pipeline that releases; a cluster runs each node's part on
+	// its own, so there they go only once the claims are gone.
+	_, single := s.client.(*redis.Client)
+	var then func(redis.Pipeliner)
+	if single {
+		then = forget
+	}
+	cmds, err := s.runEach(ctx, releasePlayerScript, calls, then)
+	if err != nil {
+		return 0, fmt.Errorf("releasing players: %w", err)
+	}
+	if !single && len(notes) > 0 {
+		if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error { forget(p); return nil }); err != nil {
+			return 0, fmt.Errorf("releasing players: forgetting the release log: %w", err)
+		}
+	}
+	n := 0
+	for _, c := range cmds {
+		if v, _ := c.Int(); v == 1 {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// releaseBatch bounds the notes one ReleaseStale call reads per queue.
+const releaseBatch = 500
+
+// ReleaseStale implements store.Store. The release log of each queue holds
+// the notes of tickets whose players are owed a release: a script that
+// ends or deletes a ticket adds the note, the caller forgets it once it
+// has released them. A note still there belongs to a caller that died in
+// between, or to one releasing right now; releasing again is harmless in
+// both cases, since a claim goes only while it still names a ticket that
+// can never be live again. Notes carry no time, so before is not needed.
+func (s *Store) ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error) {
+	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("releasing stale claims: reading queues: %w", err)
+	}
+	slices.Sort(queues)
+	released := 0
+	for _, q := range queues {
+		if limit <= 0 {
+			break
+		}
+		notes, err := s.client.SRandMemberN(ctx, s.relKey(q), int64(min(limit, releaseBatch))).Result()
+		if err != nil {
+			return released, fmt.Errorf("releasing stale claims of queue %s: %w", q, err)
+		}
+		limit -= len(notes)
+		var claims []claim
+		for _, note := range notes {
+			id, pids, _ := strings.Cut(note, " ")
+			cs := claimsOf(id, pids)
+			if len(cs) == 0 {
+				// Unreadable: nothing to release, and kept it would be read
+				// again on every call.
+				cs = []claim{{ticket: id, owed: note}}
+			}
+			claims = append(claims, cs...)
+		}
+		n, err := s.releaseCounting(ctx, claims)
+		released += n
+		if err != nil {
+			return released, fmt.Errorf("releasing stale claims of queue %s: %w", q, err)
+		}
+	}
+	return released, nil
 }

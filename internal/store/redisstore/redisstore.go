@@ -136,17 +136,23 @@ type scriptCall struct {
 }
 
 // runEach runs sc once per call in one pipeline, which a cluster client
-// splits by node. A pipeline cannot fall back from EVALSHA to EVAL call by
-// call, so a NOSCRIPT answer loads the script (on every node) and runs the
-// pipeline again: every script run this way is idempotent.
-func (s *Store) runEach(ctx context.Context, sc *redis.Script, calls []scriptCall) error {
-	if len(calls) == 0 {
-		return nil
+// splits by node, followed by the commands then adds (if not nil), and
+// answers the calls' commands. A pipeline cannot fall back from EVALSHA to
+// EVAL call by call, so a NOSCRIPT answer loads the script (on every node)
+// and runs the pipeline again: every script run this way, and every
+// command then adds, must be idempotent.
+func (s *Store) runEach(ctx context.Context, sc *redis.Script, calls []scriptCall, then func(redis.Pipeliner)) ([]*redis.Cmd, error) {
+	if len(calls) == 0 && then == nil {
+		return nil, nil
 	}
+	cmds := make([]*redis.Cmd, len(calls))
 	exec := func() error {
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range calls {
-				sc.EvalSha(ctx, p, c.keys, append([]any{s.channel()}, c.args...)...)
+			for i, c := range calls {
+				cmds[i] = sc.EvalSha(ctx, p, c.keys, append([]any{s.channel()}, c.args...)...)
+			}
+			if then != nil {
+				then(p)
 			}
 			return nil
 		})
@@ -155,11 +161,11 @@ func (s *Store) runEach(ctx context.Context, sc *redis.Script, calls []scriptCal
 	err := exec()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		if err := sc.Load(ctx, s.client).Err(); err != nil {
-			return fmt.Errorf("loading script: %w", err)
+			return nil, fmt.Errorf("loading script: %w", err)
 		}
 		err = exec()
 	}
-	return err
+	return cmds, err
 }
 
 // code is the status word a script answers first.
@@ -337,6 +343,51 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]stri
 	return ids, nil
 }
 
+// Unannounced implements store.Store. Each queue keeps the tickets no
+// matcher has taken up in <p>{q}:new, scored by when they were created or
+// last returned here; CreateTicket adds a ticket, AddToPool and every
+// change out of searching remove it.
+func (s *Store) Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error) {
+	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("finding unannounced tickets: reading queues: %w", err)
+	}
+	slices.Sort(queues)
+	var out []contracts.Ticket
+	for _, q := range queues {
+		if len(out) >= limit {
+			break
+		}
+		ids, err := s.client.ZRangeByScore(ctx, s.newKey(q), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(min(limit-len(out), expireBatch)),
+		}).Result()
+		if err != nil {
+			return out, fmt.Errorf("finding unannounced tickets of queue %s: %w", q, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		keys := []string{s.newKey(q)}
+		args := []any{before.UnixMilli(), now.UnixMilli()}
+		for _, id := range ids {
+			keys = append(keys, s.ticketKey(q, id))
+			args = append(args, id)
+		}
+		r, err := s.run(ctx, unannouncedScript, keys, args...)
+		if err != nil {
+			return out, fmt.Errorf("finding unannounced tickets of queue %s: %w", q, err)
+		}
+		for _, h := range r {
+			t, err := decodeTicket(hashOf(h))
+			if err != nil {
+				return out, fmt.Errorf("finding unannounced tickets of queue %s: %w", q, err)
+			}
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
 // AddToPool implements store.Store. queue must be the ticket's own.
 func (s *Store) AddToPool(ctx context.Context, queue string, e store.PoolEntry) (bool, error) {
 	q, ok := store.QueueOfID(e.TicketID)
@@ -350,8 +401,8 @@ func (s *Store) AddToPool(ctx context.Context, queue string, e store.PoolEntry) 
 	if err != nil {
 		return false, fmt.Errorf("adding ticket %s to pool %s: %w", e.TicketID, queue, err)
 	}
-	keys := []string{s.poolKey(q), s.poolEntriesKey(q), s.ticketKey(q, e.TicketID)}
-	n, err := s.eval(ctx, addToPoolScript, keys, poolMember(e), fmtScore(e.Skill), body).Int()
+	keys := []string{s.poolKey(q), s.poolEntriesKey(q), s.ticketKey(q, e.TicketID), s.newKey(q)}
+	n, err := s.eval(ctx, addToPoolScript, keys, poolMember(e), fmtScore(e.Skill), body, e.TicketID).Int()
 	if err != nil {
 		return false, fmt.Errorf("adding ticket %s to pool %s: %w", e.TicketID, queue, err)
 	}

@@ -31,16 +31,18 @@ local function less(a, b)
   return #a < #b
 end
 
--- unpool takes a ticket out of its queue's pool and expiry index, given
--- as the keys pool, entries and expiry.
-local function unpool(key, id, pool, entries, expiry)
+-- unpool takes a ticket out of its queue's pool, expiry index and set of
+-- unannounced tickets: the first four keys of every script that calls it
+-- (Store.poolKeys).
+local function unpool(key, id)
   local m = redis.call('HGET', key, 'pm')
   if m then
-    redis.call('ZREM', pool, m)
-    redis.call('HDEL', entries, m)
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('HDEL', KEYS[2], m)
     redis.call('HDEL', key, 'pm')
   end
-  redis.call('ZREM', expiry, id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
 end
 
 -- bump raises the ticket's version and tells listeners.
@@ -50,12 +52,20 @@ local function bump(key, id, now)
   redis.call('PUBLISH', CHANNEL, 't:' .. id .. ':' .. v)
 end
 
+-- owed notes in the queue's release log rel that the players of ticket id
+-- are to be released; the caller forgets the note once it has released
+-- them, and ReleaseStale finishes the notes of callers that died first.
+local function owed(rel, id, pids)
+  if pids and pids ~= '' then redis.call('SADD', rel, id .. ' ' .. pids) end
+end
+
 -- finish moves a ticket to a terminal status and schedules its purge. Its
 -- players are released by the caller afterwards, on their own slots.
-local function finish(key, id, status, now, retention)
+local function finish(key, id, status, now, retention, rel)
   redis.call('HSET', key, 'status', status)
   bump(key, id, now)
   redis.call('PEXPIRE', key, retention)
+  owed(rel, id, redis.call('HGET', key, 'pids'))
 end
 
 -- serverChanged raises a server's version and tells listeners.
@@ -67,55 +77,75 @@ end
 
 func newScript(body string) *redis.Script { return redis.NewScript(prelude + body) }
 
-// Queue slot: tickets, pool, matches and expiry index of one queue.
+// Queue slot: tickets, pool, matches, expiry index, unannounced tickets,
+// release log and idempotency keys of one queue. The scripts that change a
+// searching ticket take the five keys of Store.poolKeys first.
 
 // createScript writes a new ticket, the first step of CreateTicket.
-// KEYS[1] ticket, KEYS[2] expiry index. ARGV[2] id, ARGV[3] expiry score,
-// ARGV[4..] the ticket's field/value pairs.
+// KEYS[1] ticket, KEYS[2] expiry index, KEYS[3] unannounced tickets,
+// KEYS[4] the idempotency key, if any. ARGV[2] id, ARGV[3] expiry score,
+// ARGV[4] creation time in ms, ARGV[5] the key's value ("<id>
+// <fingerprint>"), ARGV[6] its time to live in ms, ARGV[7] the ticket id
+// the key may be taken from (found deleted by the caller) or ”,
+// ARGV[8..] the ticket's field/value pairs.
+//
+// A key held by another ticket answers 'replay', that ticket's id and its
+// fingerprint; the caller reads that ticket.
 var createScript = newScript(`
+if KEYS[4] then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then
+    local sp = string.find(prev, ' ', 1, true) or (#prev + 1)
+    local owner = string.sub(prev, 1, sp - 1)
+    if owner ~= ARGV[7] then return {'replay', owner, string.sub(prev, sp + 1)} end
+  end
+end
 local st = redis.call('HGET', KEYS[1], 'status')
 if st then return {'exists', st} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
 return {'ok'}
 `)
 
-// deleteScript: KEYS[1] pool, KEYS[2] pool entries, KEYS[3] expiry index,
-// KEYS[4] ticket. ARGV[2] id. Deletes the ticket only while it is
-// searching, which a claim, running atomically like this, would have
-// changed. Answers 'ok' and the ticket's player ids, if it existed, for the
-// caller to release; or 'conflict' and the status that kept it.
+// deleteScript: KEYS[1..5] pool keys, KEYS[6] ticket. ARGV[2] id. Deletes
+// the ticket only while it is searching, which a claim, running atomically
+// like this, would have changed. Answers 'ok' and the ticket's player ids,
+// if it existed, for the caller to release; or 'conflict' and the status
+// that kept it.
 var deleteScript = newScript(`
-local f = redis.call('HMGET', KEYS[4], 'status', 'pids')
+local f = redis.call('HMGET', KEYS[6], 'status', 'pids')
 if f[1] and f[1] ~= 'searching' then return {'conflict', f[1]} end
-unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
-redis.call('DEL', KEYS[4])
+unpool(KEYS[6], ARGV[2])
+redis.call('DEL', KEYS[6])
+owed(KEYS[5], ARGV[2], f[2])
 return {'ok', f[2] or ''}
 `)
 
-// cancelScript: KEYS[1..3] pool keys, KEYS[4] ticket. ARGV[2] id, ARGV[3]
+// cancelScript: KEYS[1..5] pool keys, KEYS[6] ticket. ARGV[2] id, ARGV[3]
 // now, ARGV[4] retention in ms. Answers the ticket's fields after the
 // change.
 var cancelScript = newScript(`
-local st = redis.call('HGET', KEYS[4], 'status')
+local st = redis.call('HGET', KEYS[6], 'status')
 if not st then return {'notfound'} end
 if st == 'searching' then
-  unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
-  finish(KEYS[4], ARGV[2], 'cancelled', ARGV[3], ARGV[4])
+  unpool(KEYS[6], ARGV[2])
+  finish(KEYS[6], ARGV[2], 'cancelled', ARGV[3], ARGV[4], KEYS[5])
 elseif st ~= 'cancelled' then
-  return {'conflict', redis.call('HGETALL', KEYS[4])}
+  return {'conflict', redis.call('HGETALL', KEYS[6])}
 end
-return {'ok', redis.call('HGETALL', KEYS[4])}
+return {'ok', redis.call('HGETALL', KEYS[6])}
 `)
 
-// expireScript: KEYS[1..3] pool keys, KEYS[4] ticket. ARGV[2] id, ARGV[3]
+// expireScript: KEYS[1..5] pool keys, KEYS[6] ticket. ARGV[2] id, ARGV[3]
 // now, ARGV[4] retention. Answers whether it expired the ticket, and the
 // player ids of a ticket that is terminal now.
 var expireScript = newScript(`
-local f = redis.call('HMGET', KEYS[4], 'status', 'pids')
+local f = redis.call('HMGET', KEYS[6], 'status', 'pids')
 if f[1] == 'searching' then
-  unpool(KEYS[4], ARGV[2], KEYS[1], KEYS[2], KEYS[3])
-  finish(KEYS[4], ARGV[2], 'expired', ARGV[3], ARGV[4])
+  unpool(KEYS[6], ARGV[2])
+  finish(KEYS[6], ARGV[2], 'expired', ARGV[3], ARGV[4], KEYS[5])
   return {1, f[2]}
 end
 if f[1] and terminal(f[1]) then return {0, f[2]} end
@@ -123,9 +153,9 @@ return {0, ''}
 `)
 
 // expireDueScript expires the due tickets among those given, which the
-// caller read from the expiry index. KEYS[1..3] pool keys, KEYS[4..]
+// caller read from the expiry index. KEYS[1..5] pool keys, KEYS[6..]
 // tickets. ARGV[2] now as a time key, ARGV[3] now, ARGV[4] retention,
-// ARGV[5] limit, ARGV[6..] the ids of KEYS[4..].
+// ARGV[5] limit, ARGV[6..] the ids of KEYS[6..].
 //
 // The index only narrows the search to the millisecond; the exact expiry
 // is the ticket's exp field. Entries of tickets that are no longer
@@ -135,16 +165,16 @@ return {0, ''}
 var expireDueScript = newScript(`
 local limit = tonumber(ARGV[5])
 local out, kept, seen, n = {}, 0, 0, 0
-for i = 4, #KEYS do
+for i = 6, #KEYS do
   if n >= limit then break end
   seen = seen + 1
-  local key, id = KEYS[i], ARGV[i + 2]
+  local key, id = KEYS[i], ARGV[i]
   local f = redis.call('HMGET', key, 'status', 'exp', 'pids')
   if f[1] ~= 'searching' then
     redis.call('ZREM', KEYS[3], id)
   elseif not f[2] or not less(ARGV[2], f[2]) then
-    unpool(key, id, KEYS[1], KEYS[2], KEYS[3])
-    finish(key, id, 'expired', ARGV[3], ARGV[4])
+    unpool(key, id)
+    finish(key, id, 'expired', ARGV[3], ARGV[4], KEYS[5])
     out[#out + 1] = id
     out[#out + 1] = f[3] or ''
     n = n + 1
@@ -157,10 +187,12 @@ for _, v in ipairs(out) do reply[#reply + 1] = v end
 return reply
 `)
 
-// addToPoolScript: KEYS[1] pool, KEYS[2] pool entries, KEYS[3] ticket.
-// ARGV[2] member, ARGV[3] score, ARGV[4] entry JSON.
+// addToPoolScript: KEYS[1] pool, KEYS[2] pool entries, KEYS[3] ticket,
+// KEYS[4] unannounced tickets. ARGV[2] member, ARGV[3] score, ARGV[4] entry
+// JSON, ARGV[5] ticket id.
 var addToPoolScript = newScript(`
 if redis.call('HGET', KEYS[3], 'status') ~= 'searching' then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[5])
 local old = redis.call('HGET', KEYS[3], 'pm')
 if old and old ~= ARGV[2] then
   redis.call('ZREM', KEYS[1], old)
@@ -207,30 +239,31 @@ if #members == 0 then return {} end
 return redis.call('HMGET', KEYS[2], unpack(members))
 `)
 
-// claimScript: KEYS[1..3] pool keys, KEYS[4] match, KEYS[5..] tickets.
+// claimScript: KEYS[1..5] pool keys, KEYS[6] match, KEYS[7..] tickets.
 // ARGV[2] now, ARGV[3] match ref JSON, ARGV[4] match JSON, ARGV[5]
 // allocation head, ARGV[6] region, ARGV[7] ticket ids JSON, ARGV[8..] the
-// ids of KEYS[5..].
+// ids of KEYS[7..].
 var claimScript = newScript(`
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'ok'} end
-for i = 5, #KEYS do
+if redis.call('EXISTS', KEYS[6]) == 1 then return {'ok'} end
+for i = 7, #KEYS do
   local st = redis.call('HGET', KEYS[i], 'status')
-  if st ~= 'searching' then return {'conflict', ARGV[i + 3], st or ''} end
+  if st ~= 'searching' then return {'conflict', ARGV[i + 1], st or ''} end
 end
-for i = 5, #KEYS do
-  local id = ARGV[i + 3]
-  unpool(KEYS[i], id, KEYS[1], KEYS[2], KEYS[3])
+for i = 7, #KEYS do
+  local id = ARGV[i + 1]
+  unpool(KEYS[i], id)
   redis.call('HSET', KEYS[i], 'status', 'matched', 'match', ARGV[3])
   bump(KEYS[i], id, ARGV[2])
 end
-redis.call('HSET', KEYS[4], 'match', ARGV[4], 'status', 'pending', 'region', ARGV[6],
+redis.call('HSET', KEYS[6], 'match', ARGV[4], 'status', 'pending', 'region', ARGV[6],
   'tickets', ARGV[7], 'alloc_head', ARGV[5])
 return {'ok'}
 `)
 
-// settleScript is the second step of AssignMatch: KEYS[1] match, KEYS[2..]
-// its tickets. ARGV[2] assignment JSON, ARGV[3] server id, ARGV[4] now,
-// ARGV[5] retention, ARGV[6..] the ids of KEYS[2..].
+// settleScript is the second step of AssignMatch: KEYS[1] match, KEYS[2]
+// the queue's release log, KEYS[3..] its tickets. ARGV[2] assignment JSON,
+// ARGV[3] server id, ARGV[4] now, ARGV[5] retention, ARGV[6..] the ids of
+// KEYS[3..].
 //
 // A pending match becomes assigned with its tickets. A match assigned
 // before keeps its assignment. Either way the answer is the assignment,
@@ -244,28 +277,29 @@ if f[1] == 'failed' then return {'failed'} end
 local asg = f[2]
 if f[1] == 'pending' then
   asg = ARGV[2]
-  for i = 2, #KEYS do
+  for i = 3, #KEYS do
     if redis.call('HGET', KEYS[i], 'status') == 'matched' then
       redis.call('HSET', KEYS[i], 'assignment', asg)
-      finish(KEYS[i], ARGV[i + 4], 'assigned', ARGV[4], ARGV[5])
+      finish(KEYS[i], ARGV[i + 3], 'assigned', ARGV[4], ARGV[5], KEYS[2])
     end
   end
   redis.call('HSET', KEYS[1], 'status', 'assigned', 'server_id', ARGV[3], 'assignment', asg)
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 local out = {'ok', asg}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local t = redis.call('HMGET', KEYS[i], 'status', 'pids')
   if t[1] == 'assigned' then
-    out[#out + 1] = ARGV[i + 4]
+    out[#out + 1] = ARGV[i + 3]
     out[#out + 1] = t[2]
   end
 end
 return out
 `)
 
-// failScript: KEYS[1] match, KEYS[2..] its tickets. ARGV[2] reason, ARGV[3]
-// now, ARGV[4] retention, ARGV[5..] the ids of KEYS[2..]. Matched tickets
+// failScript: KEYS[1] match, KEYS[2] the queue's release log, KEYS[3..]
+// its tickets. ARGV[2] reason, ARGV[3] now, ARGV[4] retention, ARGV[5..]
+// the ids of KEYS[3..]. Matched tickets
 // are out of the pool and the expiry index already. Answers each failed
 // ticket's id and player ids, for the caller to release.
 var failScript = newScript(`
@@ -273,20 +307,20 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'notfound'} end
 if st == 'assigned' then return {'assigned'} end
 if st == 'pending' then
-  for i = 2, #KEYS do
+  for i = 3, #KEYS do
     if redis.call('HGET', KEYS[i], 'status') == 'matched' then
       redis.call('HSET', KEYS[i], 'reason', ARGV[2])
-      finish(KEYS[i], ARGV[i + 3], 'failed', ARGV[3], ARGV[4])
+      finish(KEYS[i], ARGV[i + 2], 'failed', ARGV[3], ARGV[4], KEYS[2])
     end
   end
   redis.call('HSET', KEYS[1], 'status', 'failed')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 local out = {'ok'}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local t = redis.call('HMGET', KEYS[i], 'status', 'pids')
   if t[1] == 'failed' then
-    out[#out + 1] = ARGV[i + 3]
+    out[#out + 1] = ARGV[i + 2]
     out[#out + 1] = t[2]
   end
 end
@@ -436,4 +470,26 @@ end
 redis.call('HINCRBY', KEYS[1], 'allocated', -1)
 serverChanged(KEYS[1], ARGV[2])
 return {'ok'}
+`)
+
+// unannouncedScript: KEYS[1] a queue's unannounced tickets, KEYS[2..]
+// tickets. ARGV[2] the cutoff in ms, ARGV[3] now in ms, ARGV[4..] the ids
+// of KEYS[2..]. Each ticket still searching and still unannounced since
+// before the cutoff is marked returned now and answered whole; the entries
+// of the others go.
+var unannouncedScript = newScript(`
+local out = {}
+for i = 2, #KEYS do
+  local id = ARGV[i + 2]
+  local at = redis.call('ZSCORE', KEYS[1], id)
+  if at and tonumber(at) <= tonumber(ARGV[2]) then
+    if redis.call('HGET', KEYS[i], 'status') == 'searching' then
+      redis.call('ZADD', KEYS[1], ARGV[3], id)
+      out[#out + 1] = redis.call('HGETALL', KEYS[i])
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+  end
+end
+return out
 `)
