@@ -17,6 +17,7 @@ type ReaperStore interface {
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error)
 	Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error)
 	ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error)
+	OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error)
 }
 
 // Reaper repairs, every Interval, what processes that died mid-step left
@@ -34,6 +35,11 @@ type ReaperStore interface {
 //   - A process that died between ending a ticket and releasing its
 //     players leaves their claims naming the ended ticket: the reaper
 //     releases them.
+//   - A match still waiting for a server Grace after its assignment
+//     deadline has lost the message that was to place or fail it (a Redis
+//     that lost its last second of writes in a crash forgets that it was
+//     placed, while the assigner has acknowledged the message): the reaper
+//     sends it to the assigners again, which place it or fail it.
 type Reaper struct {
 	Store       ReaperStore
 	Publisher   Publisher
@@ -87,6 +93,12 @@ func (r *Reaper) sweep(ctx context.Context) {
 		}
 		r.Log.Info("expired orphaned tickets", "count", len(ids))
 	}
+	if n, err := r.resend(ctx, now); err != nil {
+		warn("sending overdue matches again", err)
+	} else if n > 0 {
+		r.Metrics.Repairs.WithLabelValues("match_resent").Add(float64(n))
+		r.Log.Info("sent overdue matches to the assigners again", "count", n)
+	}
 	n, err := r.Store.ReleaseStale(ctx, now, reapBatch)
 	if err != nil {
 		warn("releasing stale player claims", err)
@@ -96,6 +108,28 @@ func (r *Reaper) sweep(ctx context.Context) {
 		r.Metrics.Repairs.WithLabelValues("stale_claim").Add(float64(n))
 		r.Log.Debug("released stale player claims", "count", n)
 	}
+}
+
+// resend sends the matches overdue by Grace to the assigners again, and
+// reports how many.
+func (r *Reaper) resend(ctx context.Context, now time.Time) (int, error) {
+	if r.Publisher == nil {
+		return 0, nil
+	}
+	overdue, err := r.Store.OverdueMatches(ctx, now.Add(-r.Grace), now, reapBatch)
+	if err != nil || len(overdue) == 0 {
+		return 0, err
+	}
+	bodies := make([][]byte, len(overdue))
+	for i, m := range overdue {
+		if bodies[i], err = json.Marshal(contracts.MatchMessage{V: contracts.SchemaVersion, Match: m}); err != nil {
+			return 0, fmt.Errorf("encoding match %s: %w", m.ID, err)
+		}
+	}
+	if err := r.Publisher.Publish(ctx, contracts.MatchQueue, bodies...); err != nil {
+		return 0, fmt.Errorf("publishing %d matches: %w", len(bodies), err)
+	}
+	return len(overdue), nil
 }
 
 // republish announces again the tickets no matcher has taken up for

@@ -39,3 +39,41 @@ func TestOrphanedTicketIsAnnouncedAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestOverdueMatchIsSentAgain: a match whose message is gone (a Redis that
+// lost its last writes forgets a placement whose message the assigner
+// acknowledged) still waits for a server past its deadline; the reaper
+// sends it to the assigners again, and it is placed.
+func TestOverdueMatchIsSentAgain(t *testing.T) {
+	for _, m := range modes {
+		t.Run(string(m), func(t *testing.T) {
+			q := testQueue()
+			s := startStack(t, m, stackOptions{queue: q})
+			c := newClient(t)
+			c.registerServer(s.assignerURL, "gs-1", "eu-west", 1)
+			st := s.front.app.deps.Store
+			ctx := context.Background()
+			now := time.Now().UTC()
+			match := contracts.Match{ID: store.NewID("duel"), Queue: "duel", Region: "eu-west", CreatedAt: now,
+				AssignDeadline: now.Add(200 * time.Millisecond)}
+			for _, p := range []string{"p-1", "p-2"} {
+				tk := contracts.Ticket{ID: store.NewID("duel"), Queue: "duel", Status: contracts.StatusSearching, Version: 1,
+					CreatedAt: now, UpdatedAt: now, Players: []contracts.Player{{ID: p, Skill: 1500}}}
+				if err := st.CreateTicket(ctx, tk, now.Add(q.MaxWait)); err != nil {
+					t.Fatal(err)
+				}
+				match.TicketIDs = append(match.TicketIDs, tk.ID)
+				match.Players = append(match.Players, tk.Players...)
+				match.Teams = append(match.Teams, []string{p})
+			}
+			if err := st.ClaimMatch(ctx, match, now); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range match.TicketIDs {
+				if got := c.awaitTerminal(s.frontURL, id, 10*time.Second); got.Status != contracts.StatusAssigned {
+					t.Errorf("ticket %s of the overdue match ended %s, want assigned", id, got.Status)
+				}
+			}
+		})
+	}
+}

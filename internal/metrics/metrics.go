@@ -17,7 +17,7 @@ type Metrics struct {
 	TimeToAssign     *prometheus.HistogramVec // queue: ticket created → assigned
 	LongPollsWaiting *prometheus.GaugeVec     // kind (ticket, server)
 	HTTPRequests     *prometheus.CounterVec   // route, code
-	Repairs          *prometheus.CounterVec   // kind (republished, stale_claim)
+	Repairs          *prometheus.CounterVec   // kind (republished, match_resent, stale_claim)
 }
 
 // waitBuckets reach past the 10 s at which default buckets stop, because a
@@ -59,7 +59,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"route", "code"}),
 		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mm_repairs_total",
-			Help: "What processes that died mid-step left behind, repaired by the reaper: tickets announced again, stale player claims released.",
+			Help: "What died processes or lost writes left behind, repaired by the reaper, by kind: tickets announced again (republished), overdue matches sent to the assigners again (match_resent), stale player claims released (stale_claim).",
 		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.TicketsCreated, m.TicketsFinished, m.MatchesFormed, m.Assignments, m.Requeues,

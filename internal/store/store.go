@@ -198,6 +198,14 @@ type Store interface {
 	// "" if it does not exist). Claiming a match id that is already stored
 	// changes nothing and returns nil.
 	ClaimMatch(ctx context.Context, m contracts.Match, now time.Time) error
+	// OverdueMatches returns up to limit matches that wait for a server
+	// although their assignment deadline passed at or before before: the
+	// message that was to place or fail them is gone (a store that lost
+	// its last writes in a crash leaves such matches). Each match returned
+	// counts as due again only at now, so a caller that sends them to the
+	// assigners again sees each again only if it is still waiting an
+	// interval later.
+	OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error)
 	// Match returns a stored match or ErrNotFound.
 	Match(ctx context.Context, id string) (contracts.Match, error)
 

@@ -49,6 +49,9 @@ type Store struct {
 	// keyOrder lists the keys in the order they were stored, which is
 	// nearly the order they are forgotten in, for purge.
 	keyOrder []idemName
+	// waiting holds the matches waiting for a server, with when each is
+	// due for OverdueMatches.
+	waiting map[string]time.Time
 }
 
 type idemName struct{ queue, key string }
@@ -116,6 +119,7 @@ func New(opts Options) *Store {
 
 		unannounced: map[string]time.Time{},
 		keys:        map[idemName]idemRec{},
+		waiting:     map[string]time.Time{},
 	}
 }
 
@@ -406,6 +410,7 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 	}
 	m = cloneMatch(m)
 	s.matches[m.ID] = &matchRec{m: m}
+	s.waiting[m.ID] = m.AssignDeadline
 	for _, rec := range recs {
 		if rec.t.Status != contracts.StatusSearching {
 			continue // listed twice in m.TicketIDs
@@ -419,6 +424,29 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 		s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
 	}
 	return nil
+}
+
+// OverdueMatches implements store.Store.
+func (s *Store) OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []contracts.Match
+	for id, due := range s.waiting {
+		if len(out) >= limit {
+			break
+		}
+		mrec, ok := s.matches[id]
+		if !ok || mrec.state != matchClaimed {
+			delete(s.waiting, id)
+			continue
+		}
+		if due.After(before) {
+			continue
+		}
+		s.waiting[id] = now
+		out = append(out, cloneMatch(mrec.m))
+	}
+	return out, nil
 }
 
 // Match implements store.Store.
@@ -511,6 +539,7 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 	}
 	a := contracts.Assignment{ServerID: srv.s.ID, Address: srv.s.Address, Region: srv.s.Region}
 	mrec.state, mrec.assignment = matchAssigned, a
+	delete(s.waiting, matchID)
 	m := &mrec.m
 	srv.allocations = append(srv.allocations, cloneAllocation(contracts.Allocation{
 		MatchID:     m.ID,
@@ -574,6 +603,7 @@ func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.
 		return fmt.Errorf("fail match %s: already assigned: %w", matchID, store.ErrConflict)
 	}
 	mrec.state = matchFailed
+	delete(s.waiting, matchID)
 	for _, id := range mrec.m.TicketIDs {
 		rec, ok := s.tickets[id]
 		if !ok || rec.t.Status != contracts.StatusMatched {

@@ -90,8 +90,8 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 		}
 	}
 
-	keys := []string{s.matchKey(q, matchID), s.relKey(q)}
-	args := []any{asg, server, fmtTime(now), millis(s.retention)}
+	keys := []string{s.matchKey(q, matchID), s.relKey(q), s.waitingKey(q)}
+	args := []any{asg, server, fmtTime(now), millis(s.retention), matchID}
 	for _, id := range tickets {
 		keys = append(keys, s.ticketKey(q, id))
 		args = append(args, id)
@@ -266,8 +266,8 @@ func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.
 	if err := json.Unmarshal([]byte(raw), &tickets); err != nil {
 		return fmt.Errorf("failing match %s: decoding its tickets: %w", matchID, err)
 	}
-	keys := []string{s.matchKey(q, matchID), s.relKey(q)}
-	args := []any{reason, fmtTime(now), millis(s.retention)}
+	keys := []string{s.matchKey(q, matchID), s.relKey(q), s.waitingKey(q)}
+	args := []any{reason, fmtTime(now), millis(s.retention), matchID}
 	for _, id := range tickets {
 		keys = append(keys, s.ticketKey(q, id))
 		args = append(args, id)

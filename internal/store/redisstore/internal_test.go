@@ -621,8 +621,8 @@ func testPlacementOfFailedMatchUndone(t *testing.T, b backend) {
 			}
 		}},
 		{"by a later AssignMatch", func(t *testing.T, s *Store, m contracts.Match) {
-			keys := []string{s.matchKey("duel", m.ID), s.relKey("duel")}
-			args := []any{"test", fmtTime(t0), millis(s.retention)}
+			keys := []string{s.matchKey("duel", m.ID), s.relKey("duel"), s.waitingKey("duel")}
+			args := []any{"test", fmtTime(t0), millis(s.retention), m.ID}
 			for _, id := range m.TicketIDs {
 				keys = append(keys, s.ticketKey("duel", id))
 				args = append(args, id)
@@ -668,8 +668,8 @@ func testCrashBeforeAssignRelease(t *testing.T, b backend) {
 	m2 := assignable(t, s, "duel.m-2")
 	for _, m := range []contracts.Match{m, m2} {
 		asg, server := placeOnly(t, s, m)
-		keys := []string{s.matchKey("duel", m.ID), s.relKey("duel")}
-		args := []any{asg, server, fmtTime(t0), millis(s.retention)}
+		keys := []string{s.matchKey("duel", m.ID), s.relKey("duel"), s.waitingKey("duel")}
+		args := []any{asg, server, fmtTime(t0), millis(s.retention), m.ID}
 		for _, id := range m.TicketIDs {
 			keys = append(keys, s.ticketKey("duel", id))
 			args = append(args, id)

@@ -501,8 +501,8 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 	if err != nil {
 		return fmt.Errorf("claiming match %s: %w", m.ID, err)
 	}
-	keys := append(s.poolKeys(m.Queue), s.matchKey(m.Queue, m.ID))
-	args := []any{fmtTime(now), ref, body, head, m.Region, tids}
+	keys := append(s.poolKeys(m.Queue), s.matchKey(m.Queue, m.ID), s.waitingKey(m.Queue))
+	args := []any{fmtTime(now), ref, body, head, m.Region, tids, m.ID, m.AssignDeadline.UnixMilli()}
 	for _, id := range m.TicketIDs {
 		keys = append(keys, s.ticketKey(m.Queue, id))
 		args = append(args, id)
@@ -538,6 +538,52 @@ func allocationHead(m *contracts.Match) ([]byte, error) {
 		return nil, err
 	}
 	return b[:len(b)-1], nil
+}
+
+// OverdueMatches implements store.Store. Each queue keeps its matches
+// waiting for a server in <p>{q}:waiting, scored by their assignment
+// deadline (or by when they were last returned here); ClaimMatch adds a
+// match, assigning or failing it removes it.
+func (s *Store) OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error) {
+	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("finding overdue matches: reading queues: %w", err)
+	}
+	slices.Sort(queues)
+	var out []contracts.Match
+	for _, q := range queues {
+		if len(out) >= limit {
+			break
+		}
+		ids, err := s.client.ZRangeByScore(ctx, s.waitingKey(q), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(min(limit-len(out), expireBatch)),
+		}).Result()
+		if err != nil {
+			return out, fmt.Errorf("finding overdue matches of queue %s: %w", q, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		keys := []string{s.waitingKey(q)}
+		args := []any{before.UnixMilli(), now.UnixMilli()}
+		for _, id := range ids {
+			keys = append(keys, s.matchKey(q, id))
+			args = append(args, id)
+		}
+		r, err := s.run(ctx, overdueScript, keys, args...)
+		if err != nil {
+			return out, fmt.Errorf("finding overdue matches of queue %s: %w", q, err)
+		}
+		for _, raw := range r {
+			body, _ := raw.(string)
+			var m contracts.Match
+			if err := json.Unmarshal([]byte(body), &m); err != nil {
+				return out, fmt.Errorf("finding overdue matches of queue %s: decoding a match: %w", q, err)
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // Match implements store.Store.

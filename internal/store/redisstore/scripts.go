@@ -239,18 +239,20 @@ if #members == 0 then return {} end
 return redis.call('HMGET', KEYS[2], unpack(members))
 `)
 
-// claimScript: KEYS[1..5] pool keys, KEYS[6] match, KEYS[7..] tickets.
-// ARGV[2] now, ARGV[3] match ref JSON, ARGV[4] match JSON, ARGV[5]
-// allocation head, ARGV[6] region, ARGV[7] ticket ids JSON, ARGV[8..] the
-// ids of KEYS[7..].
+// claimScript: KEYS[1..5] pool keys, KEYS[6] match, KEYS[7] matches
+// waiting, KEYS[8..] tickets. ARGV[2] now, ARGV[3] match ref JSON, ARGV[4]
+// match JSON, ARGV[5] allocation head, ARGV[6] region, ARGV[7] ticket ids
+// JSON, ARGV[8] match id, ARGV[9] assignment deadline in ms, ARGV[10..]
+// the ids of KEYS[8..].
 var claimScript = newScript(`
 if redis.call('EXISTS', KEYS[6]) == 1 then return {'ok'} end
-for i = 7, #KEYS do
+for i = 8, #KEYS do
   local st = redis.call('HGET', KEYS[i], 'status')
-  if st ~= 'searching' then return {'conflict', ARGV[i + 1], st or ''} end
+  if st ~= 'searching' then return {'conflict', ARGV[i + 2], st or ''} end
 end
-for i = 7, #KEYS do
-  local id = ARGV[i + 1]
+redis.call('ZADD', KEYS[7], ARGV[9], ARGV[8])
+for i = 8, #KEYS do
+  local id = ARGV[i + 2]
   unpool(KEYS[i], id)
   redis.call('HSET', KEYS[i], 'status', 'matched', 'match', ARGV[3])
   bump(KEYS[i], id, ARGV[2])
@@ -261,9 +263,9 @@ return {'ok'}
 `)
 
 // settleScript is the second step of AssignMatch: KEYS[1] match, KEYS[2]
-// the queue's release log, KEYS[3..] its tickets. ARGV[2] assignment JSON,
-// ARGV[3] server id, ARGV[4] now, ARGV[5] retention, ARGV[6..] the ids of
-// KEYS[3..].
+// the queue's release log, KEYS[3] its matches waiting, KEYS[4..] its
+// tickets. ARGV[2] assignment JSON, ARGV[3] server id, ARGV[4] now, ARGV[5]
+// retention, ARGV[6] match id, ARGV[7..] the ids of KEYS[4..].
 //
 // A pending match becomes assigned with its tickets. A match assigned
 // before keeps its assignment. Either way the answer is the assignment,
@@ -277,17 +279,18 @@ if f[1] == 'failed' then return {'failed'} end
 local asg = f[2]
 if f[1] == 'pending' then
   asg = ARGV[2]
-  for i = 3, #KEYS do
+  for i = 4, #KEYS do
     if redis.call('HGET', KEYS[i], 'status') == 'matched' then
       redis.call('HSET', KEYS[i], 'assignment', asg)
       finish(KEYS[i], ARGV[i + 3], 'assigned', ARGV[4], ARGV[5], KEYS[2])
     end
   end
+  redis.call('ZREM', KEYS[3], ARGV[6])
   redis.call('HSET', KEYS[1], 'status', 'assigned', 'server_id', ARGV[3], 'assignment', asg)
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 local out = {'ok', asg}
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local t = redis.call('HMGET', KEYS[i], 'status', 'pids')
   if t[1] == 'assigned' then
     out[#out + 1] = ARGV[i + 3]
@@ -297,9 +300,9 @@ end
 return out
 `)
 
-// failScript: KEYS[1] match, KEYS[2] the queue's release log, KEYS[3..]
-// its tickets. ARGV[2] reason, ARGV[3] now, ARGV[4] retention, ARGV[5..]
-// the ids of KEYS[3..]. Matched tickets
+// failScript: KEYS[1] match, KEYS[2] the queue's release log, KEYS[3] its
+// matches waiting, KEYS[4..] its tickets. ARGV[2] reason, ARGV[3] now,
+// ARGV[4] retention, ARGV[5] match id, ARGV[6..] the ids of KEYS[4..]. Matched tickets
 // are out of the pool and the expiry index already. Answers each failed
 // ticket's id and player ids, for the caller to release.
 var failScript = newScript(`
@@ -307,17 +310,18 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'notfound'} end
 if st == 'assigned' then return {'assigned'} end
 if st == 'pending' then
-  for i = 3, #KEYS do
+  for i = 4, #KEYS do
     if redis.call('HGET', KEYS[i], 'status') == 'matched' then
       redis.call('HSET', KEYS[i], 'reason', ARGV[2])
       finish(KEYS[i], ARGV[i + 2], 'failed', ARGV[3], ARGV[4], KEYS[2])
     end
   end
+  redis.call('ZREM', KEYS[3], ARGV[5])
   redis.call('HSET', KEYS[1], 'status', 'failed')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 local out = {'ok'}
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local t = redis.call('HMGET', KEYS[i], 'status', 'pids')
   if t[1] == 'failed' then
     out[#out + 1] = ARGV[i + 2]
@@ -486,6 +490,29 @@ for i = 2, #KEYS do
     if redis.call('HGET', KEYS[i], 'status') == 'searching' then
       redis.call('ZADD', KEYS[1], ARGV[3], id)
       out[#out + 1] = redis.call('HGETALL', KEYS[i])
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+  end
+end
+return out
+`)
+
+// overdueScript: KEYS[1] a queue's matches waiting, KEYS[2..] matches.
+// ARGV[2] the cutoff in ms, ARGV[3] now in ms, ARGV[4..] the ids of
+// KEYS[2..]. Each match still pending and due at or before the cutoff is
+// marked due again at now and answered (its JSON); the entries of the
+// others go.
+var overdueScript = newScript(`
+local out = {}
+for i = 2, #KEYS do
+  local id = ARGV[i + 2]
+  local at = redis.call('ZSCORE', KEYS[1], id)
+  if at and tonumber(at) <= tonumber(ARGV[2]) then
+    local f = redis.call('HMGET', KEYS[i], 'status', 'match')
+    if f[1] == 'pending' and f[2] then
+      redis.call('ZADD', KEYS[1], ARGV[3], id)
+      out[#out + 1] = f[2]
     else
       redis.call('ZREM', KEYS[1], id)
     end

@@ -125,3 +125,55 @@ func testReleaseStaleKeepsLiveClaims(t *testing.T, h *harness) {
 	h.wantBusy("p-1", live.ID)
 	h.wantBusy("p-2", b.ID)
 }
+
+// testOverdueMatches: a match waiting for a server is returned once the
+// cutoff passes its assignment deadline, then only an interval later; an
+// assigned or failed match is never returned.
+func testOverdueMatches(t *testing.T, h *harness) {
+	overdue := func(before, now time.Time) []string {
+		t.Helper()
+		got, err := h.s.OverdueMatches(h.ctx, before, now, 100)
+		if err != nil {
+			t.Fatalf("OverdueMatches: %v", err)
+		}
+		var ids []string
+		for _, m := range got {
+			if len(m.TicketIDs) != 2 || m.AssignDeadline.IsZero() {
+				t.Errorf("OverdueMatches returned %s", jsonOf(m))
+			}
+			ids = append(ids, m.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	tks := h.solo(tid("t-1"), tid("t-2"), tid("t-3"), tid("t-4"), tid("t-5"), tid("t-6"))
+	waiting := h.claim(mid("m-1"), tks[0], tks[1])
+	assigned := h.claim(mid("m-2"), tks[2], tks[3])
+	failed := h.claim(mid("m-3"), tks[4], tks[5])
+	h.server("gs-1", euWest, 1)
+	if _, err := h.s.AssignMatch(h.ctx, assigned.ID, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.FailMatch(h.ctx, failed.ID, contracts.ReasonNoServerCapacity, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := waiting.AssignDeadline
+	if got := overdue(deadline.Add(-time.Second), deadline); len(got) != 0 {
+		t.Errorf("OverdueMatches before the deadline = %v, want none", got)
+	}
+	if got, want := overdue(deadline, deadline.Add(5*time.Second)), []string{waiting.ID}; !slices.Equal(got, want) {
+		t.Errorf("OverdueMatches = %v, want %v", got, want)
+	}
+	if got := overdue(deadline.Add(4*time.Second), deadline.Add(9*time.Second)); len(got) != 0 {
+		t.Errorf("OverdueMatches before an interval since the last return = %v, want none", got)
+	}
+	if got, want := overdue(deadline.Add(5*time.Second), deadline.Add(10*time.Second)), []string{waiting.ID}; !slices.Equal(got, want) {
+		t.Errorf("OverdueMatches an interval later = %v, want %v", got, want)
+	}
+	if err := h.s.FailMatch(h.ctx, waiting.ID, contracts.ReasonNoServerCapacity, deadline.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := overdue(deadline.Add(time.Hour), deadline.Add(time.Hour)); len(got) != 0 {
+		t.Errorf("OverdueMatches after the failure = %v, want none", got)
+	}
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CreateTicketOnce", testCreateTicketOnce},
 		{"Unannounced", testUnannounced},
 		{"ReleaseStaleKeepsLiveClaims", testReleaseStaleKeepsLiveClaims},
+		{"OverdueMatches", testOverdueMatches},
 		{"DeleteTicket", testDeleteTicket},
 		{"CancelTicket", testCancelTicket},
 		{"CancelTicketConflict", testCancelConflict},
