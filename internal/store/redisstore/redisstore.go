@@ -348,44 +348,71 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]stri
 // last returned here; CreateTicket adds a ticket, AddToPool and every
 // change out of searching remove it.
 func (s *Store) Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error) {
+	var out []contracts.Ticket
+	err := s.due(ctx, dueIndex{script: unannouncedScript, index: s.newKey, record: s.ticketKey}, before, now, limit,
+		func(v any) error {
+			t, err := decodeTicket(hashOf(v))
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	if err != nil {
+		return out, fmt.Errorf("finding unannounced tickets: %w", err)
+	}
+	return out, nil
+}
+
+// dueIndex is a per-queue sorted set of records due at a time in ms: its
+// key, the key of a record it names, and the script that takes the due
+// records from it (see unannouncedScript).
+type dueIndex struct {
+	script *redis.Script
+	index  func(queue string) string
+	record func(queue, id string) string
+}
+
+// due visits every queue's index ix for up to limit records due at or
+// before before, has the script mark them due again at now, and hands
+// each reply to add.
+func (s *Store) due(ctx context.Context, ix dueIndex, before, now time.Time, limit int, add func(any) error) error {
 	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("finding unannounced tickets: reading queues: %w", err)
+		return fmt.Errorf("reading queues: %w", err)
 	}
 	slices.Sort(queues)
-	var out []contracts.Ticket
 	for _, q := range queues {
-		if len(out) >= limit {
+		if limit <= 0 {
 			break
 		}
-		ids, err := s.client.ZRangeByScore(ctx, s.newKey(q), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(min(limit-len(out), expireBatch)),
+		ids, err := s.client.ZRangeByScore(ctx, ix.index(q), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(min(limit, expireBatch)),
 		}).Result()
 		if err != nil {
-			return out, fmt.Errorf("finding unannounced tickets of queue %s: %w", q, err)
+			return fmt.Errorf("queue %s: %w", q, err)
 		}
 		if len(ids) == 0 {
 			continue
 		}
-		keys := []string{s.newKey(q)}
+		keys := []string{ix.index(q)}
 		args := []any{before.UnixMilli(), now.UnixMilli()}
 		for _, id := range ids {
-			keys = append(keys, s.ticketKey(q, id))
+			keys = append(keys, ix.record(q, id))
 			args = append(args, id)
 		}
-		r, err := s.run(ctx, unannouncedScript, keys, args...)
+		r, err := s.run(ctx, ix.script, keys, args...)
 		if err != nil {
-			return out, fmt.Errorf("finding unannounced tickets of queue %s: %w", q, err)
+			return fmt.Errorf("queue %s: %w", q, err)
 		}
-		for _, h := range r {
-			t, err := decodeTicket(hashOf(h))
-			if err != nil {
-				return out, fmt.Errorf("finding unannounced tickets of queue %s: %w", q, err)
+		for _, v := range r {
+			if err := add(v); err != nil {
+				return fmt.Errorf("queue %s: %w", q, err)
 			}
-			out = append(out, t)
 		}
+		limit -= len(r)
 	}
-	return out, nil
+	return nil
 }
 
 // AddToPool implements store.Store. queue must be the ticket's own.
@@ -545,43 +572,19 @@ func allocationHead(m *contracts.Match) ([]byte, error) {
 // deadline (or by when they were last returned here); ClaimMatch adds a
 // match, assigning or failing it removes it.
 func (s *Store) OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error) {
-	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("finding overdue matches: reading queues: %w", err)
-	}
-	slices.Sort(queues)
 	var out []contracts.Match
-	for _, q := range queues {
-		if len(out) >= limit {
-			break
-		}
-		ids, err := s.client.ZRangeByScore(ctx, s.waitingKey(q), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(min(limit-len(out), expireBatch)),
-		}).Result()
-		if err != nil {
-			return out, fmt.Errorf("finding overdue matches of queue %s: %w", q, err)
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		keys := []string{s.waitingKey(q)}
-		args := []any{before.UnixMilli(), now.UnixMilli()}
-		for _, id := range ids {
-			keys = append(keys, s.matchKey(q, id))
-			args = append(args, id)
-		}
-		r, err := s.run(ctx, overdueScript, keys, args...)
-		if err != nil {
-			return out, fmt.Errorf("finding overdue matches of queue %s: %w", q, err)
-		}
-		for _, raw := range r {
-			body, _ := raw.(string)
+	err := s.due(ctx, dueIndex{script: overdueScript, index: s.waitingKey, record: s.matchKey}, before, now, limit,
+		func(v any) error {
+			body, _ := v.(string)
 			var m contracts.Match
 			if err := json.Unmarshal([]byte(body), &m); err != nil {
-				return out, fmt.Errorf("finding overdue matches of queue %s: decoding a match: %w", q, err)
+				return fmt.Errorf("decoding a match: %w", err)
 			}
 			out = append(out, m)
-		}
+			return nil
+		})
+	if err != nil {
+		return out, fmt.Errorf("finding overdue matches: %w", err)
 	}
 	return out, nil
 }
