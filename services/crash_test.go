@@ -1,11 +1,14 @@
 package services
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +71,20 @@ func (d *dyingConsumer) die() {
 	}
 }
 
+// countMatches counts the match messages published through it.
+type countMatches struct {
+	matcher.Publisher
+	n *atomic.Int64
+}
+
+func (p countMatches) Publish(ctx context.Context, name string, bodies ...[]byte) error {
+	err := p.Publisher.Publish(ctx, name, bodies...)
+	if err == nil && name == contracts.MatchQueue {
+		p.n.Add(int64(len(bodies)))
+	}
+	return err
+}
+
 // matchPublishFails lets ticket retries through and fails match messages,
 // as a process does when it dies between its claim and its publish.
 type matchPublishFails struct{ broker.Broker }
@@ -84,29 +101,42 @@ func (p matchPublishFails) Publish(ctx context.Context, name string, bodies ...[
 // published, and after the publish but before the ack. In every case the
 // redelivered message is finished by a healthy matcher: both tickets end in
 // one match, placed once (invariants 4.1 and 4.3).
+//
+// The healthy matcher runs in the test, on the same broker and store and
+// with the settings of a matcher process, so that the test sees when it has
+// handled the redelivery and counts the match messages. The game server
+// registers only then: until the match is placed, the redelivery of a
+// message whose match was published publishes it again, so the last case
+// always sends a duplicate, and the test waits for the assigner to have
+// handled every match message before it counts the placements.
 func TestMatcherDiesMidMessage(t *testing.T) {
 	tests := []struct {
 		name string
 		// handleSecond runs the dying matcher's work on the second
 		// ticket's message before it dies.
 		handleSecond func(ctx context.Context, m *matcher.Matcher, failing *matcher.Matcher, msg broker.Message) error
+		// matchMessages is how many messages of the match are sent: the
+		// dying matcher's publish, if it got that far, and the publish
+		// (or republish) of the redelivery.
+		matchMessages int
 	}{
-		{"before any effect", func(context.Context, *matcher.Matcher, *matcher.Matcher, broker.Message) error { return nil }},
+		{"before any effect", func(context.Context, *matcher.Matcher, *matcher.Matcher, broker.Message) error { return nil }, 1},
 		{"after the claim, before the publish", func(ctx context.Context, _, failing *matcher.Matcher, msg broker.Message) error {
 			if err := failing.Handle(ctx, msg); err == nil {
 				return errors.New("the claim should have been followed by a failed publish")
 			}
 			return nil
-		}},
+		}, 1},
 		{"after the publish, before the ack", func(ctx context.Context, m, _ *matcher.Matcher, msg broker.Message) error {
 			return m.Handle(ctx, msg)
-		}},
+		}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := startStack(t, distributed, stackOptions{noMatchers: true})
+			q := testQueue()
+			q.AssignDeadline = 15 * time.Second // the match waits for the server
+			s := startStack(t, distributed, stackOptions{noMatchers: true, queue: q})
 			c := newClient(t)
-			c.registerServer(s.assignerURL, "gs-1", "eu-west", 10)
 			ctx := context.Background()
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			deps, err := Connect(ctx, &s.cfg, "dying-matcher", log)
@@ -121,7 +151,8 @@ func TestMatcherDiesMidMessage(t *testing.T) {
 				return matcher.New(matcher.Config{Queues: s.cfg.Queues, Store: deps.Store, Publisher: pub,
 					Metrics: metrics.NewUnregistered(), Log: log})
 			}
-			healthy, failing := newMatcher(deps.Broker), newMatcher(matchPublishFails{deps.Broker})
+			var published atomic.Int64
+			healthy, failing := newMatcher(countMatches{deps.Broker, &published}), newMatcher(matchPublishFails{deps.Broker})
 
 			a := c.createTicket(s.frontURL, player("p-a", 1500))
 			b := c.createTicket(s.frontURL, player("p-b", 1500))
@@ -140,7 +171,41 @@ func TestMatcherDiesMidMessage(t *testing.T) {
 			}
 			dying.die()
 
-			s.addMatcher(t)
+			finishing := matcher.New(matcher.Config{Queues: s.cfg.Queues, Store: deps.Store,
+				Publisher: countMatches{deps.Broker, &published}, Metrics: metrics.NewUnregistered(), Log: log,
+				Batch: !s.cfg.Embedded()})
+			redelivered := make(chan struct{})
+			var once sync.Once
+			cctx, cancel := context.WithCancel(ctx)
+			consumed := make(chan error, 1)
+			go func() {
+				opts := broker.ConsumeOptions{Prefetch: s.cfg.MatcherPrefetch, Workers: s.cfg.MatcherWorkers}
+				consumed <- deps.Broker.Consume(cctx, contracts.TicketQueue("duel"), opts, func(ctx context.Context, msg broker.Message) error {
+					err := finishing.Handle(ctx, msg)
+					if err == nil && msg.Redelivered && bytes.Equal(msg.Body, second.Body) {
+						once.Do(func() { close(redelivered) })
+					}
+					return err
+				})
+			}()
+			defer func() {
+				cancel()
+				if err := <-consumed; err != nil {
+					t.Errorf("healthy matcher: %v", err)
+				}
+			}()
+			select {
+			case <-redelivered:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the dying matcher's message was not redelivered and handled within 15s")
+			}
+			// Every match message is sent by now: the other ticket's retries
+			// find it matched and send none.
+			if n := published.Load(); n != int64(tt.matchMessages) {
+				t.Errorf("%d messages of the match sent, want %d", n, tt.matchMessages)
+			}
+			c.registerServer(s.assignerURL, "gs-1", "eu-west", 10)
+
 			ta := c.awaitTerminal(s.frontURL, a.ID, 15*time.Second)
 			tb := c.awaitTerminal(s.frontURL, b.ID, 15*time.Second)
 			if ta.Status != contracts.StatusAssigned || tb.Status != contracts.StatusAssigned {
@@ -149,12 +214,19 @@ func TestMatcherDiesMidMessage(t *testing.T) {
 			if ta.Match.ID != tb.Match.ID {
 				t.Fatalf("tickets in different matches %s and %s", ta.Match.ID, tb.Match.ID)
 			}
-			// A duplicate match message must not place the match twice.
-			time.Sleep(500 * time.Millisecond)
+			// A duplicate match message must not place the match twice:
+			// wait until the assigner has handled every message of the
+			// match (a duplicate of a placed match is answered with its
+			// assignment, so it counts as assigned too), then look.
+			sent := int(published.Load())
+			handled := s.awaitAssignments(t, "duel", "assigned", sent, 15*time.Second)
 			var srv contracts.Server
 			c.do(http.MethodGet, s.assignerURL+"/v1/servers/gs-1", nil, &srv)
 			if srv.Allocated != 1 {
 				t.Fatalf("server hosts %d matches, want 1", srv.Allocated)
+			}
+			if handled != sent {
+				t.Errorf("assigner placed or answered %d messages of the match, want the %d sent", handled, sent)
 			}
 		})
 	}

@@ -220,11 +220,12 @@ func TestServerCapacityOne(t *testing.T) {
 			s := startStack(t, m, stackOptions{assigners: 2, queue: q})
 			c := newClient(t)
 			c.registerServer(s.assignerURL, "gs-1", "eu-west", 1)
+			const matches = 3
 			var ids []string
-			for i := range 6 {
+			for i := range 2 * matches {
 				ids = append(ids, c.createTicket(s.frontURL, player(fmt.Sprintf("p-%d", i), 1500)).ID)
 			}
-			for round := range 3 {
+			for round := range matches {
 				var allocs contracts.Allocations
 				deadline := time.Now().Add(10 * time.Second)
 				for len(allocs.Allocations) == 0 && time.Now().Before(deadline) {
@@ -233,8 +234,30 @@ func TestServerCapacityOne(t *testing.T) {
 				if len(allocs.Allocations) != 1 {
 					t.Fatalf("round %d: server hosts %d matches, want 1", round, len(allocs.Allocations))
 				}
-				// Give the other assigner every chance to over-allocate.
-				time.Sleep(300 * time.Millisecond)
+				// Give the assigners every chance to over-allocate. The
+				// matches still waiting come back every AssignRetryDelay
+				// and are refused while the server is full: wait for
+				// 2 × waiting more refusals. At most one per waiting match
+				// can predate this round's free slot (refused before the
+				// last end, counted only now), so at least waiting of
+				// them ran against the full server, each a chance to place
+				// a second match, and each a retry delay or more after
+				// any attempt that raced this round's placement.
+				if waiting := matches - 1 - round; waiting > 0 {
+					want := s.assignments(t, "duel", "no_capacity") + 2*waiting
+					deadline := time.Now().Add(10 * time.Second)
+					for got := 0; got < want; got = s.assignments(t, "duel", "no_capacity") {
+						var srv contracts.Server
+						c.do(http.MethodGet, s.assignerURL+"/v1/servers/gs-1", nil, &srv)
+						if srv.Allocated != 1 {
+							t.Fatalf("round %d: server allocated %d with capacity 1", round, srv.Allocated)
+						}
+						if time.Now().After(deadline) {
+							t.Fatalf("round %d: waiting matches refused %d times within 10s, want %d", round, got, want)
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
 				var srv contracts.Server
 				c.do(http.MethodGet, s.assignerURL+"/v1/servers/gs-1", nil, &srv)
 				if srv.Allocated != 1 {

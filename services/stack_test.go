@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
@@ -46,6 +47,7 @@ type stack struct {
 	assignerURL string
 	redis       *redis.Client // distributed only
 	front       *runningApp   // the app serving the player API; its deps reach the store and broker
+	assigners   []*runningApp // the apps consuming match messages
 	mu          sync.Mutex
 	matchers    []*runningApp
 }
@@ -95,6 +97,7 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 		s.cfg.AMQPURL, s.cfg.RedisAddr = "", ""
 		a := s.start(t, All)
 		s.front = a
+		s.assigners = []*runningApp{a}
 		s.frontURL = "http://" + a.app.Addr()
 		s.assignerURL = s.frontURL
 		return s
@@ -108,7 +111,9 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 	s.front = s.start(t, Front)
 	s.frontURL = "http://" + s.front.app.Addr()
 	for range opt.assigners {
-		s.assignerURL = "http://" + s.start(t, Assigner).app.Addr()
+		a := s.start(t, Assigner)
+		s.assigners = append(s.assigners, a)
+		s.assignerURL = "http://" + a.app.Addr()
 	}
 	if !opt.noMatchers {
 		for range opt.matchers {
@@ -116,6 +121,39 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 		}
 	}
 	return s
+}
+
+// assignments is how many match messages of queue the stack's assigners
+// have handled with outcome (assigned, no_capacity, failed), all together.
+// The count goes up after the store call it reports has returned.
+func (s *stack) assignments(t *testing.T, queue, outcome string) int {
+	t.Helper()
+	var total float64
+	for _, a := range s.assigners {
+		var m dto.Metric
+		if err := a.app.metrics.Assignments.WithLabelValues(queue, outcome).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		total += m.GetCounter().GetValue()
+	}
+	return int(total)
+}
+
+// awaitAssignments waits until the assigners have handled at least n match
+// messages of queue with outcome, and returns how many they have.
+func (s *stack) awaitAssignments(t *testing.T, queue, outcome string, n int, within time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := s.assignments(t, queue, outcome)
+		if got >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("assigners handled %d match messages with outcome %s within %v, want %d", got, outcome, within, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (s *stack) addMatcher(t *testing.T) *runningApp {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os/exec"
 	"strings"
@@ -75,10 +76,33 @@ func deleteQueues(tb testing.TB, url string, b *Broker) {
 	}
 }
 
+// testBroker is a Broker that the conformance suite can inspect.
+type testBroker struct{ *Broker }
+
+// Ready returns how many messages of queue name wait for a consumer: the
+// message count of a passive declare, which leaves out the messages
+// delivered and not yet acknowledged.
+func (b testBroker) Ready(ctx context.Context, name string) (int, error) {
+	s, err := b.session(ctx, outageWait)
+	if err != nil {
+		return 0, fmt.Errorf("inspecting %s: %w", name, err)
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("inspecting %s: %w", name, err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(b.queueName(name), true, false, false, false, nil)
+	if err != nil {
+		return 0, fmt.Errorf("inspecting %s: %w", name, err)
+	}
+	return q.Messages, nil
+}
+
 func TestConformance(t *testing.T) {
 	for _, queueType := range []string{"classic", "quorum"} {
 		t.Run(queueType, func(t *testing.T) {
-			brokertest.Run(t, func(t *testing.T) broker.Broker { return newTestBroker(t, queueType) })
+			brokertest.Run(t, func(t *testing.T) brokertest.Broker { return testBroker{newTestBroker(t, queueType)} })
 		})
 	}
 }
