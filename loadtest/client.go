@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/quickmatch/quickmatch/contracts"
 )
@@ -72,17 +75,28 @@ func newTransport(sources int, maxConns int) *http.Transport {
 	}
 }
 
-// Client speaks the suite's public HTTP APIs.
+// Client speaks the suite's public HTTP APIs. Player calls name the front
+// they go to, so that each player can move to another front when one fails.
 type Client struct {
 	http     *http.Client
-	front    string
+	fronts   []string
 	assigner string
 	requests atomic.Int64
 }
 
-func newClient(t *http.Transport, front, assigner string) *Client {
-	return &Client{http: &http.Client{Transport: t}, front: trimSlash(front), assigner: trimSlash(assigner)}
+func newClient(t *http.Transport, fronts []string, assigner string) *Client {
+	c := &Client{http: &http.Client{Transport: t}, assigner: trimSlash(assigner)}
+	for _, f := range fronts {
+		c.fronts = append(c.fronts, trimSlash(f))
+	}
+	return c
 }
+
+// Front is front i of the list, counted round it.
+func (c *Client) Front(i int) string { return c.fronts[i%len(c.fronts)] }
+
+// Fronts is how many fronts the client spreads players over.
+func (c *Client) Fronts() int { return len(c.fronts) }
 
 func trimSlash(s string) string {
 	for len(s) > 0 && s[len(s)-1] == '/' {
@@ -137,6 +151,14 @@ func retryable(err error) bool {
 	return ae.Status >= 500
 }
 
+// answered reports whether a failed call got an HTTP answer. One that got
+// none may have been carried out all the same: a create may have made its
+// ticket.
+func answered(err error) bool {
+	ae, ok := errors.AsType[*apiError](err)
+	return ok && ae.Status != 0
+}
+
 // errorKind names any error for the report.
 func errorKind(err error) string {
 	if ae, ok := errors.AsType[*apiError](err); ok {
@@ -167,36 +189,62 @@ func transportCode(err error) string {
 	return "transport"
 }
 
+// call is one request: body is JSON already encoded, or nil.
+type call struct {
+	op, method, url string
+	body            []byte
+	header          http.Header
+	want            int
+}
+
 // do sends one request and decodes a 2xx JSON answer into out. Any other
 // answer is an *apiError carrying the problem's code.
 func (c *Client) do(ctx context.Context, op, method, u string, body any, out any, want int) error {
-	var rd io.Reader
+	cl := call{op: op, method: method, url: u, want: want}
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return &apiError{Op: op, Code: "encode", Err: err}
 		}
-		rd = bytes.NewReader(b)
+		cl.body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	_, err := c.send(ctx, cl, out)
+	return err
+}
+
+// send makes one call and returns the answer's header.
+func (c *Client) send(ctx context.Context, cl call, out any) (http.Header, error) {
+	var rd io.Reader
+	if cl.body != nil {
+		rd = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, cl.url, rd)
 	if err != nil {
-		return &apiError{Op: op, Code: "request", Err: err}
+		return nil, &apiError{Op: cl.op, Code: "request", Err: err}
 	}
-	if body != nil {
+	maps.Copy(req.Header, cl.header)
+	if cl.body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if req.Header.Get(idempotencyHeader) != "" {
+		// With an Idempotency-Key the transport would send a POST whose
+		// connection failed again by itself, unseen and to the same front.
+		// Without GetBody it cannot: every try is the caller's, counted
+		// and sent to the front the caller picks.
+		req.GetBody = nil
 	}
 	c.requests.Add(1)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &apiError{Op: op, Code: transportCode(err), Err: err}
+		return nil, &apiError{Op: cl.op, Code: transportCode(err), Err: err}
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != want {
+	if resp.StatusCode != cl.want {
 		var p contracts.Problem
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		_ = json.Unmarshal(raw, &p)
-		return &apiError{Op: op, Status: resp.StatusCode, Code: p.Code, TicketID: p.TicketID,
-			Err: fmt.Errorf("%s %s: %s", method, u, bytes.TrimSpace(raw))}
+		return resp.Header, &apiError{Op: cl.op, Status: resp.StatusCode, Code: p.Code, TicketID: p.TicketID,
+			Err: fmt.Errorf("%s %s: %s", cl.method, cl.url, bytes.TrimSpace(raw))}
 	}
 	// Read to the end, so that the connection is reused.
 	if out == nil {
@@ -208,9 +256,9 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 		}
 	}
 	if err != nil {
-		return &apiError{Op: op, Code: "reading answer", Err: err}
+		return resp.Header, &apiError{Op: cl.op, Code: "reading answer", Err: err}
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // ticketState is the part of a ticket the players follow. Decoding only it
@@ -221,31 +269,67 @@ type ticketState struct {
 	Version int64            `json:"version"`
 }
 
-// CreateTicket queues a party.
-func (c *Client) CreateTicket(ctx context.Context, req *contracts.TicketRequest) (ticketState, error) {
+// Headers of an idempotent create (IETF httpapi idempotency-key draft).
+const (
+	idempotencyHeader = "Idempotency-Key"
+	replayedHeader    = "Idempotent-Replayed"
+)
+
+// createRequest is one logical create: its body is encoded once and its key
+// drawn once, so that every try sends the same bytes under the same key,
+// whichever front it goes to. That is what lets the suite answer a retry
+// with the ticket an earlier try made instead of a second ticket or a 409.
+type createRequest struct {
+	body []byte
+	key  string
+}
+
+func newCreateRequest(req *contracts.TicketRequest) (*createRequest, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, &apiError{Op: "create", Code: "encode", Err: err}
+	}
+	return &createRequest{body: b, key: uuid.NewString()}, nil
+}
+
+// CreateTicket sends one try of cr to front. replayed reports the suite's
+// word that the answer is the ticket of an earlier try with the same key.
+func (c *Client) CreateTicket(ctx context.Context, front string, cr *createRequest) (t ticketState, replayed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	var t ticketState
-	err := c.do(ctx, "create", http.MethodPost, c.front+"/v1/tickets", req, &t, http.StatusCreated)
+	h, err := c.send(ctx, call{op: "create", method: http.MethodPost, url: front + "/v1/tickets", body: cr.body,
+		header: http.Header{idempotencyHeader: {cr.key}}, want: http.StatusCreated}, &t)
+	return t, err == nil && h.Get(replayedHeader) == "true", err
+}
+
+// CreateOnce makes req with one try to front, under a key of its own: a
+// create that is never retried, as in the hold and http modes.
+func (c *Client) CreateOnce(ctx context.Context, front string, req *contracts.TicketRequest) (ticketState, error) {
+	cr, err := newCreateRequest(req)
+	if err != nil {
+		return ticketState{}, err
+	}
+	t, _, err := c.CreateTicket(ctx, front, cr)
 	return t, err
 }
 
-// PollTicket long-polls a ticket until its version passes after or wait ends.
-func (c *Client) PollTicket(ctx context.Context, id string, wait time.Duration, after int64) (ticketState, error) {
+// PollTicket long-polls a ticket on front until its version passes after
+// or wait ends.
+func (c *Client) PollTicket(ctx context.Context, front, id string, wait time.Duration, after int64) (ticketState, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+pollMargin)
 	defer cancel()
 	var t ticketState
-	u := c.front + "/v1/tickets/" + url.PathEscape(id) + "?wait=" + wait.String() + "&after=" + strconv.FormatInt(after, 10)
+	u := front + "/v1/tickets/" + url.PathEscape(id) + "?wait=" + wait.String() + "&after=" + strconv.FormatInt(after, 10)
 	err := c.do(ctx, "poll", http.MethodGet, u, nil, &t, http.StatusOK)
 	return t, err
 }
 
-// CancelTicket cancels a searching ticket.
-func (c *Client) CancelTicket(ctx context.Context, id string) (ticketState, error) {
+// CancelTicket cancels a searching ticket through front.
+func (c *Client) CancelTicket(ctx context.Context, front, id string) (ticketState, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	var t ticketState
-	err := c.do(ctx, "cancel", http.MethodDelete, c.front+"/v1/tickets/"+url.PathEscape(id), nil, &t, http.StatusOK)
+	err := c.do(ctx, "cancel", http.MethodDelete, front+"/v1/tickets/"+url.PathEscape(id), nil, &t, http.StatusOK)
 	return t, err
 }
 

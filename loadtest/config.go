@@ -30,8 +30,9 @@ type Config struct {
 	Label    string
 	Suite    string // what is under test, such as embedded or distributed
 
-	Front       string // base URL of the player API
-	Assigner    string // base URL of the game-server API
+	Front       string   // base URL of the player API: the first of Fronts
+	Fronts      []string // base URLs of the player API; players spread over them
+	Assigner    string   // base URL of the game-server API
 	AllowRemote bool
 
 	// Players.
@@ -66,6 +67,7 @@ type Config struct {
 	MinThroughput float64       // fraction of Rate that must be assigned per second; 0: no bound
 
 	Out         string
+	Outcomes    string // file of one JSON line per logical create; "": none
 	Progress    time.Duration
 	Seed        uint64
 	SourceAddrs int    // loopback source addresses to spread connections over; 0: automatic
@@ -109,8 +111,8 @@ type PID struct {
 // the command line leaves unset.
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	var (
-		c                                                Config
-		regions, party, serverRegions, pids, infra, seed string
+		c                                                        Config
+		fronts, regions, party, serverRegions, pids, infra, seed string
 	)
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -122,8 +124,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Scenario, "scenario", "", "preset: pipeline (one skill band, one region, ample servers)")
 	fs.StringVar(&c.Label, "label", "", "name of the run in reports and tables")
 	fs.StringVar(&c.Suite, "suite", "", "what is under test, for the table: embedded or distributed")
-	fs.StringVar(&c.Front, "front", "http://127.0.0.1:8080", "base URL of the player API")
-	fs.StringVar(&c.Assigner, "assigner", "", "base URL of the game-server API (default: -front)")
+	fs.StringVar(&fronts, "front", "http://127.0.0.1:8080", "base URL of the player API, or several, comma-separated: players spread over them round robin, and a create retry or a poll that failed on a connection error or a 5xx goes to the next")
+	fs.StringVar(&c.Assigner, "assigner", "", "base URL of the game-server API (default: the first -front)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow targets that are not loopback addresses")
 
 	fs.Float64Var(&c.Rate, "rate", 100, "players arriving per second (open loop)")
@@ -155,6 +157,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&c.MinThroughput, "min-throughput", 0, "fail when fewer than this fraction of -rate players are assigned per second (0: no bound)")
 
 	fs.StringVar(&c.Out, "out", "", "directory for report.txt, report.json and chart.png")
+	fs.StringVar(&c.Outcomes, "outcomes", "", "players mode: write to this file one JSON line per logical create (an arrival skipped for -max-inflight sends none), complete when the run ends: "+
+		`{"players":[ids],"ticket":id or "","fate":f,"front":url of the last create try,"tries":n}, f one of `+strings.Join(fateNames(), ", ")+
+		"; create_failed: the suite refused every try, so no ticket was made; create_unanswered: a try got no answer, so a ticket may exist")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress period")
 	fs.StringVar(&seed, "seed", "", "random seed (default: from the clock)")
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, "spread connections over 127.0.0.1..127.0.0.N (0: one, or enough for -hold)")
@@ -177,6 +182,10 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c.Fronts = parseFronts(fronts)
+	if len(c.Fronts) > 0 {
+		c.Front = c.Fronts[0]
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -269,8 +278,12 @@ func (c *Config) validate() error {
 	default:
 		bad("unknown -mode %q", c.Mode)
 	}
-	if err := checkTarget("-front", c.Front, c.AllowRemote); err != nil {
-		errs = append(errs, err)
+	errs = append(errs, checkFronts(c.Fronts, c.AllowRemote)...)
+	if len(c.Fronts) > 1 && c.Mode != modePlayers {
+		bad("-mode %s loads one front: give one -front", c.Mode)
+	}
+	if c.Outcomes != "" && c.Mode != modePlayers {
+		bad("-outcomes needs -mode players")
 	}
 	if err := checkTarget("-assigner", c.Assigner, c.AllowRemote); err != nil {
 		errs = append(errs, err)
@@ -325,6 +338,39 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// parseFronts reads "http://127.0.0.1:8080,http://127.0.0.1:8090", each
+// without its trailing slash, as the client sends and the outcomes name it.
+func parseFronts(s string) []string {
+	var out []string
+	for _, f := range splitList(s) {
+		out = append(out, trimSlash(f))
+	}
+	return out
+}
+
+// checkFronts checks each front as a target, and that each is named once:
+// one named twice would take twice its share of the players.
+func checkFronts(fronts []string, allowRemote bool) []error {
+	if len(fronts) == 0 {
+		return []error{errors.New("-front must name at least one base URL")}
+	}
+	if len(fronts) > maxFronts {
+		return []error{fmt.Errorf("-front names %d fronts, more than %d", len(fronts), maxFronts)}
+	}
+	var errs []error
+	for i, f := range fronts {
+		if err := checkTarget("-front", f, allowRemote); err != nil {
+			errs = append(errs, err)
+		} else if slices.Contains(fronts[:i], f) {
+			errs = append(errs, fmt.Errorf("-front: %s appears twice", f))
+		}
+	}
+	return errs
+}
+
+// maxFronts bounds the fronts of one run.
+const maxFronts = 64
 
 // checkTarget refuses a base URL whose host is not a loopback address,
 // unless remote targets are allowed. Host names other than localhost are

@@ -144,6 +144,13 @@ func TestParseConfigRejects(t *testing.T) {
 		{[]string{"-rate", "0"}, "-rate"},
 		{[]string{"-duration", "0s"}, "-duration"},
 		{[]string{"-front", "http://192.0.2.1:8080"}, "not a loopback"},
+		{[]string{"-front", "http://127.0.0.1:8080,http://192.0.2.1:8080"}, "192.0.2.1 is not a loopback"},
+		{[]string{"-front", " , "}, "at least one"},
+		{[]string{"-front", "http://127.0.0.1:8080,http://127.0.0.1:8080/"}, "appears twice"},
+		{[]string{"-front", strings.Repeat("http://127.0.0.1:1,", maxFronts+1)}, "more than"},
+		{[]string{"-mode", "hold", "-front", "http://127.0.0.1:8080,http://127.0.0.1:8081"}, "loads one front"},
+		{[]string{"-mode", "http", "-front", "http://127.0.0.1:8080,http://127.0.0.1:8081"}, "loads one front"},
+		{[]string{"-mode", "http", "-outcomes", "x"}, "-outcomes needs -mode players"},
 		{[]string{"-assigner", "http://example.com"}, "not a loopback"},
 		{[]string{"-server-capacity", "0"}, "-server-capacity"},
 		{[]string{"-mode", "hold", "-wake", "sigterm"}, "-front-pid"},
@@ -155,6 +162,34 @@ func TestParseConfigRejects(t *testing.T) {
 		_, err := parseConfig(tt.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("parseConfig(%q) = %v, want an error mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestParseFronts(t *testing.T) {
+	tests := []struct {
+		args     []string
+		fronts   []string
+		assigner string
+	}{
+		{nil, []string{"http://127.0.0.1:8080"}, "http://127.0.0.1:8080"},
+		{[]string{"-front", "http://127.0.0.1:9000/"}, []string{"http://127.0.0.1:9000"}, "http://127.0.0.1:9000"},
+		{[]string{"-front", "http://127.0.0.1:8080, http://localhost:8090,"},
+			[]string{"http://127.0.0.1:8080", "http://localhost:8090"}, "http://127.0.0.1:8080"},
+		{[]string{"-front", "http://127.0.0.1:8080,http://127.0.0.2:8080", "-assigner", "http://127.0.0.1:8081"},
+			[]string{"http://127.0.0.1:8080", "http://127.0.0.2:8080"}, "http://127.0.0.1:8081"},
+		{[]string{"-front", "http://127.0.0.1:8080,http://10.0.0.7:8080", "-allow-remote"},
+			[]string{"http://127.0.0.1:8080", "http://10.0.0.7:8080"}, "http://127.0.0.1:8080"},
+	}
+	for _, tt := range tests {
+		c, err := parseConfig(tt.args, io.Discard)
+		if err != nil {
+			t.Errorf("parseConfig(%q): %v", tt.args, err)
+			continue
+		}
+		if !slices.Equal(c.Fronts, tt.fronts) || c.Front != tt.fronts[0] || c.Assigner != tt.assigner {
+			t.Errorf("parseConfig(%q): fronts %q, front %q, assigner %q; want %q, the first, %q",
+				tt.args, c.Fronts, c.Front, c.Assigner, tt.fronts, tt.assigner)
 		}
 	}
 }

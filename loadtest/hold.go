@@ -104,7 +104,7 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 
 	tr := newTransport(1, 256)
 	defer tr.CloseIdleConnections()
-	client := newClient(tr, c.Front, c.Front)
+	client := newClient(tr, c.Fronts, c.Front)
 	if err := checkLive(ctx, client, c.Front); err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func createHoldTickets(ctx context.Context, client *Client, c *Config, n int, co
 					ID:    fmt.Sprintf("%s-h%d", c.RunID, i),
 					Skill: float64(i) * 1000,
 				}}}
-				t, err := client.CreateTicket(ctx, req)
+				t, err := client.CreateOnce(ctx, client.Front(0), req)
 				if err != nil {
 					countErr(errorKind(err))
 					continue
@@ -277,7 +277,7 @@ func cancelHoldTickets(ctx context.Context, client *Client, ids []string, countE
 				if i >= len(ids) || ctx.Err() != nil {
 					return
 				}
-				if _, err := client.CancelTicket(ctx, ids[i]); err != nil {
+				if _, err := client.CancelTicket(ctx, client.Front(0), ids[i]); err != nil {
 					countErr(errorKind(err))
 				}
 			}

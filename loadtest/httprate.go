@@ -35,7 +35,7 @@ func runHTTP(ctx context.Context, c *Config) (*Report, error) {
 	}
 	tr := newTransport(max(c.SourceAddrs, 1), conc)
 	defer tr.CloseIdleConnections()
-	client := newClient(tr, c.Front, c.Front)
+	client := newClient(tr, c.Fronts, c.Front)
 	if err := checkLive(ctx, client, c.Front); err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func runHTTP(ctx context.Context, c *Config) (*Report, error) {
 				var err error
 				if c.HTTPCreate {
 					n := seq.Add(1)
-					_, err = client.CreateTicket(ctx, &contracts.TicketRequest{Queue: c.Queue, Players: []contracts.Player{{
+					_, err = client.CreateOnce(ctx, c.Front, &contracts.TicketRequest{Queue: c.Queue, Players: []contracts.Player{{
 						ID: fmt.Sprintf("%s-c%d", c.RunID, n), Skill: float64(n) * 1000,
 					}}})
 				} else {

@@ -120,6 +120,7 @@ func newReport(c *Config, start time.Time) *Report {
 		Suite:     c.Suite,
 		StartedAt: start.UTC().Truncate(time.Second),
 		Front:     c.Front,
+		Fronts:    c.Fronts,
 		Assigner:  c.Assigner,
 		Machine:   Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: gomaxprocs(), Hostname: host},
 		Failures:  []string{},
@@ -159,10 +160,18 @@ func runPlayers(ctx context.Context, c *Config, stdout io.Writer) (*Report, erro
 	}
 	tr := newTransport(max(c.SourceAddrs, 1), int(min(maxInFlight, 100_000)))
 	defer tr.CloseIdleConnections()
-	client := newClient(tr, c.Front, c.Assigner)
-	if err := checkLive(ctx, client, c.Front, c.Assigner); err != nil {
+	client := newClient(tr, c.Fronts, c.Assigner)
+	if err := checkLive(ctx, client, append(slices.Clone(c.Fronts), c.Assigner)...); err != nil {
 		return nil, err
 	}
+	var outcomes *outcomeLog
+	if c.Outcomes != "" {
+		if outcomes, err = createOutcomeLog(c.Outcomes); err != nil {
+			return nil, err
+		}
+	}
+	// Closed on every path; the close that counts is after the players.
+	defer outcomes.close()
 
 	fl := newFleet(c, client)
 	if err := fl.register(ctx); err != nil {
@@ -187,7 +196,7 @@ func runPlayers(ctx context.Context, c *Config, stdout io.Writer) (*Report, erro
 	arr := &arrivals{
 		cfg:         c,
 		maker:       newTicketMaker(c, c.Seed),
-		player:      &player{client: client, rec: rec, pollWait: c.PollWait, cancelAtEnd: c.CancelAtEnd},
+		player:      &player{client: client, rec: rec, pollWait: c.PollWait, cancelAtEnd: c.CancelAtEnd, outcomes: outcomes},
 		rec:         rec,
 		maxInFlight: maxInFlight,
 	}
@@ -199,6 +208,7 @@ func runPlayers(ctx context.Context, c *Config, stdout io.Writer) (*Report, erro
 	rec.CloseWindow(time.Now())
 	arr.wait()
 	end := time.Now()
+	outcomesErr := outcomes.close()
 	cancelPlay()
 	stopProgress()
 	progWG.Wait()
@@ -221,5 +231,8 @@ func runPlayers(ctx context.Context, c *Config, stdout io.Writer) (*Report, erro
 		rep.Players.InfraCPUPerPlayerMS = cpuSum(infra) * 1000 / float64(n)
 	}
 	rep.Failures = append(rep.Failures, gatesOf(c).check(rep.Players)...)
+	if outcomesErr != nil {
+		rep.Failures = append(rep.Failures, outcomesErr.Error())
+	}
 	return rep, nil
 }

@@ -118,6 +118,26 @@ type player struct {
 	pollWait time.Duration
 	// cancelAtEnd cancels the tickets still searching when the run ends.
 	cancelAtEnd bool
+	// outcomes, if set, gets one line per logical create as it ends.
+	outcomes *outcomeLog
+	// nextFront spreads the players over the fronts, round robin.
+	nextFront atomic.Uint64
+}
+
+// ticketRun is one logical create and the ticket it made, as its player
+// follows them.
+type ticketRun struct {
+	req     *contracts.TicketRequest
+	arrival time.Time
+	// front is the client's front the calls go to now; it moves on past a
+	// front that fails as if it were down.
+	front int
+	// Of the create: the tries sent, the front of the last one, and whether
+	// one got no answer, and so may have made a ticket.
+	tries       int
+	createFront string
+	unanswered  bool
+	ticketID    string // "" until a create try is answered with one
 }
 
 // play queues req, which arrived at arrival, and long-polls its ticket
@@ -126,21 +146,49 @@ type player struct {
 // arrival, so a generator that falls behind its schedule shows in the
 // figures instead of hiding.
 func (p *player) play(ctx context.Context, req *contracts.TicketRequest, arrival time.Time) {
+	tk := &ticketRun{req: req, arrival: arrival, front: p.firstFront()}
 	n := len(req.Players)
 	p.rec.Count(outAttempted, n)
-	t, err := p.create(ctx, req)
+	t, err := p.create(ctx, tk)
+	if tk.tries > 1 {
+		p.rec.CreateEvent(createRetried)
+	}
 	if err != nil {
-		p.rec.Count(outCreateFailed, n)
+		o := outCreateFailed
+		if tk.unanswered {
+			o = outCreateUnanswered
+		}
+		p.rec.Count(o, n)
+		p.outcomes.write(tk.line(o))
 		return
 	}
+	tk.ticketID = t.ID
 	now := time.Now()
 	p.rec.Created(n, arrival, now)
+	status, at := p.follow(ctx, tk, t, now)
+	if !status.Terminal() && p.cancelAtEnd {
+		status, at = p.abandon(ctx, tk, status)
+	}
+	p.finish(tk, status, at)
+}
+
+// firstFront is the next front of the round robin.
+func (p *player) firstFront() int {
+	return int((p.nextFront.Add(1) - 1) % uint64(p.client.Fronts()))
+}
+
+// follow long-polls tk's ticket, seen as t at now, until it is terminal or
+// ctx ends, and returns the status last seen and when. A poll that fails
+// as if its front were down goes to the next front: any front answers any
+// ticket, so a front that died does not stall its players.
+func (p *player) follow(ctx context.Context, tk *ticketRun, t ticketState, now time.Time) (contracts.Status, time.Time) {
+	n := len(tk.req.Players)
 	status, version := t.Status, t.Version
 	matched := false
 	noteMatch := func(now time.Time) {
 		if !matched && (status == contracts.StatusMatched || status == contracts.StatusAssigned) {
 			matched = true
-			p.rec.Matched(n, arrival, now)
+			p.rec.Matched(n, tk.arrival, now)
 		}
 	}
 	noteMatch(now)
@@ -153,12 +201,15 @@ func (p *player) play(ctx context.Context, req *contracts.TicketRequest, arrival
 		if wait < 10*time.Millisecond {
 			break
 		}
-		got, err := p.client.PollTicket(ctx, t.ID, wait, version)
+		got, err := p.client.PollTicket(ctx, p.client.Front(tk.front), tk.ticketID, wait, version)
 		if ctx.Err() != nil {
 			break
 		}
 		if err != nil {
 			p.rec.Error(err)
+			if retryable(err) {
+				tk.front++
+			}
 			if !sleep(ctx, backoff) {
 				break
 			}
@@ -172,23 +223,34 @@ func (p *player) play(ctx context.Context, req *contracts.TicketRequest, arrival
 		}
 		noteMatch(now)
 	}
-	if !status.Terminal() && p.cancelAtEnd {
-		status, now = p.abandon(ctx, t.ID, status)
-	}
-	switch status {
-	case contracts.StatusAssigned:
-		p.rec.Assigned(n, arrival, now)
-	case contracts.StatusCancelled:
-		p.rec.Count(outCancelled, n)
-	case contracts.StatusExpired:
-		p.rec.Count(outExpired, n)
-	case contracts.StatusFailed:
-		p.rec.Count(outFailed, n)
-	case statusAbandoned:
-		p.rec.Count(outAbandoned, n)
-	default:
+	return status, now
+}
+
+// endings maps the status a ticket was last seen in to its outcome; any
+// status not listed means the ticket was lost.
+var endings = map[contracts.Status]outcome{
+	contracts.StatusAssigned:  outAssigned,
+	contracts.StatusCancelled: outCancelled,
+	contracts.StatusExpired:   outExpired,
+	contracts.StatusFailed:    outFailed,
+	statusAbandoned:           outAbandoned,
+}
+
+// finish counts the outcome of tk's ticket, last seen in status at at, and
+// logs it.
+func (p *player) finish(tk *ticketRun, status contracts.Status, at time.Time) {
+	n := len(tk.req.Players)
+	o, ok := endings[status]
+	switch {
+	case !ok:
+		o = outLost
 		p.rec.Lost(n, status)
+	case o == outAssigned:
+		p.rec.Assigned(n, tk.arrival, at)
+	default:
+		p.rec.Count(o, n)
 	}
+	p.outcomes.write(tk.line(o))
 }
 
 // createTries bounds the attempts to create one ticket. With the backoff
@@ -196,23 +258,29 @@ func (p *player) play(ctx context.Context, req *contracts.TicketRequest, arrival
 // create rides out a front or broker restart of a few seconds.
 const createTries = 8
 
-// create queues req as a client would: a create that got no answer, or a
-// 5xx, is sent again; if the earlier attempt had created the ticket after
-// all, the suite answers 409 with its id, and the player follows that
-// ticket. Every failed attempt counts as an error.
-func (p *player) create(ctx context.Context, req *contracts.TicketRequest) (ticketState, error) {
+// create queues tk's party as a client would: a create that got no answer,
+// or a 5xx, is sent again, to the next front, with the same body and
+// Idempotency-Key. If an earlier try had made the ticket after all, the
+// suite answers the retry with that ticket, marked replayed; a suite that
+// does not honour the key answers 409 with its id instead, and the player
+// follows that ticket. Every failed attempt counts as an error.
+func (p *player) create(ctx context.Context, tk *ticketRun) (ticketState, error) {
+	cr, err := newCreateRequest(tk.req)
+	if err != nil {
+		p.rec.Error(err)
+		return ticketState{}, err
+	}
 	backoff := 100 * time.Millisecond
-	var err error
 	for try := range createTries {
 		var t ticketState
-		t, err = p.client.CreateTicket(ctx, req)
+		t, err = p.tryCreate(ctx, tk, cr)
 		if err == nil {
 			return t, nil
 		}
-		if ae, ok := errors.AsType[*apiError](err); ok && try > 0 &&
-			ae.Code == contracts.CodePlayerHasTicket && ae.TicketID != "" {
+		if id, ok := conflictOnRetry(err, try); ok {
+			p.rec.CreateEvent(createConflicted)
 			// Version 0 makes the first poll answer at once.
-			return ticketState{ID: ae.TicketID, Status: contracts.StatusSearching}, nil
+			return ticketState{ID: id, Status: contracts.StatusSearching}, nil
 		}
 		p.rec.Error(err)
 		// Jitter spreads the retries of players refused at once.
@@ -221,8 +289,33 @@ func (p *player) create(ctx context.Context, req *contracts.TicketRequest) (tick
 			break
 		}
 		backoff = min(2*backoff, time.Second)
+		tk.front++
 	}
 	return ticketState{}, err
+}
+
+// tryCreate sends one try of cr to tk's front.
+func (p *player) tryCreate(ctx context.Context, tk *ticketRun, cr *createRequest) (ticketState, error) {
+	tk.tries++
+	tk.createFront = p.client.Front(tk.front)
+	t, replayed, err := p.client.CreateTicket(ctx, tk.createFront, cr)
+	if replayed {
+		p.rec.CreateEvent(createReplayed)
+	}
+	if err != nil && !answered(err) {
+		tk.unanswered = true
+	}
+	return t, err
+}
+
+// conflictOnRetry returns the ticket a 409 player_has_ticket names when it
+// answers a retry: an earlier try of the same create made it.
+func conflictOnRetry(err error, try int) (string, bool) {
+	ae, ok := errors.AsType[*apiError](err)
+	if !ok || try == 0 || ae.Code != contracts.CodePlayerHasTicket || ae.TicketID == "" {
+		return "", false
+	}
+	return ae.TicketID, true
 }
 
 // statusAbandoned marks a ticket the player cancelled at the end of the run.
@@ -233,10 +326,12 @@ const statusAbandoned contracts.Status = "abandoned"
 // ticket as searching: it is abandoned, not lost. A ticket the cancel finds
 // matched has not been assigned in time; one last read tells whether it is
 // terminal now, and if not it is lost.
-func (p *player) abandon(ctx context.Context, id string, status contracts.Status) (contracts.Status, time.Time) {
+func (p *player) abandon(ctx context.Context, tk *ticketRun, status contracts.Status) (contracts.Status, time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	t, err := p.client.CancelTicket(ctx, id)
+	t, err := p.onFronts(tk, func(front string) (ticketState, error) {
+		return p.client.CancelTicket(ctx, front, tk.ticketID)
+	})
 	if err == nil && t.Status == contracts.StatusCancelled {
 		return statusAbandoned, time.Now()
 	}
@@ -245,12 +340,34 @@ func (p *player) abandon(ctx context.Context, id string, status contracts.Status
 			p.rec.Error(err)
 		}
 	}
-	t, err = p.client.PollTicket(ctx, id, 0, 0)
+	t, err = p.onFronts(tk, func(front string) (ticketState, error) {
+		return p.client.PollTicket(ctx, front, tk.ticketID, 0, 0)
+	})
 	if err != nil {
 		p.rec.Error(err)
 		return status, time.Now()
 	}
 	return t.Status, time.Now()
+}
+
+// onFronts calls fn with tk's front and, while a front fails as if it were
+// down, with the next ones, each once at most. The errors it moves past are
+// counted; the last is the caller's.
+func (p *player) onFronts(tk *ticketRun, fn func(front string) (ticketState, error)) (ticketState, error) {
+	var (
+		t   ticketState
+		err error
+	)
+	for i := range p.client.Fronts() {
+		if i > 0 {
+			p.rec.Error(err)
+			tk.front++
+		}
+		if t, err = fn(p.client.Front(tk.front)); err == nil || !retryable(err) {
+			break
+		}
+	}
+	return t, err
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.

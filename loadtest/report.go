@@ -22,7 +22,8 @@ type Report struct {
 	Scenario  string    `json:"scenario,omitempty"`
 	Suite     string    `json:"suite,omitempty"`
 	StartedAt time.Time `json:"started_at"`
-	Front     string    `json:"front"`
+	Front     string    `json:"front"`            // the first front
+	Fronts    []string  `json:"fronts,omitempty"` // every front, players spread over them
 	Assigner  string    `json:"assigner,omitempty"`
 	Machine   Machine   `json:"machine"`
 
@@ -61,6 +62,15 @@ type PlayersReport struct {
 	// LostAt says where they were last seen (searching, matched).
 	Lost   int64            `json:"lost_tickets"`
 	LostAt map[string]int64 `json:"lost_at,omitempty"`
+
+	// Creates that took more than one try; answers marked
+	// Idempotent-Replayed, where the suite recognised a retry by its key
+	// and answered the ticket an earlier try made; and 409
+	// player_has_ticket answers to a retry, where an earlier try made the
+	// ticket but the suite did not honour the key.
+	CreatesRetried    int64 `json:"creates_retried"`
+	CreatesReplayed   int64 `json:"creates_replayed"`
+	CreatesConflicted int64 `json:"creates_conflict_after_retry"`
 
 	// Players created and assigned per second within the window.
 	CreatedPerS  float64 `json:"created_per_s"`
@@ -142,6 +152,9 @@ func playersReport(c *Config, s snapshot, start, end time.Time, requests int64) 
 	}
 	r.Lost = s.tickets[outLost]
 	r.LostAt = s.lostAt
+	r.CreatesRetried = s.creates[createRetried]
+	r.CreatesReplayed = s.creates[createReplayed]
+	r.CreatesConflicted = s.creates[createConflicted]
 	if arrivalsS > 0 {
 		r.CreatedPerS = float64(s.windowCreated) / arrivalsS
 		r.AssignedPerS = float64(s.windowAssigned) / arrivalsS
@@ -247,7 +260,7 @@ func (r *Report) writeText(w io.Writer) {
 	if r.Label != "" {
 		title = r.Label + " (" + r.Mode + ")"
 	}
-	fmt.Fprintf(w, "loadtest %s — %s, against %s\n", title, r.StartedAt.Format(time.RFC3339), r.Front)
+	fmt.Fprintf(w, "loadtest %s — %s, against %s\n", title, r.StartedAt.Format(time.RFC3339), r.targets())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	switch {
 	case r.Players != nil:
@@ -279,6 +292,14 @@ func (r *Report) writeText(w io.Writer) {
 	}
 }
 
+// targets names the fronts the run loaded.
+func (r *Report) targets() string {
+	if len(r.Fronts) > 1 {
+		return strings.Join(r.Fronts, ", ")
+	}
+	return r.Front
+}
+
 func writePlayersText(w io.Writer, p *PlayersReport) {
 	warm := ""
 	if p.WarmupS > 0 {
@@ -289,10 +310,13 @@ func writePlayersText(w io.Writer, p *PlayersReport) {
 	} else {
 		fmt.Fprintf(w, "offered\t%d players at once for %.1f s%s\n", p.Concurrency, p.DurationS, warm)
 	}
-	fmt.Fprintf(w, "players\tcreated %s, matched %s, assigned %s, cancelled %s, expired %s, failed %s, abandoned %s, create failed %s, skipped %s\n",
+	fmt.Fprintf(w, "players\tcreated %s, matched %s, assigned %s, cancelled %s, expired %s, failed %s, abandoned %s, create failed %s, create unanswered %s, skipped %s\n",
 		thousands(p.Players["created"]), thousands(p.Players["matched"]), thousands(p.Players["assigned"]),
 		thousands(p.Players["cancelled"]), thousands(p.Players["expired"]), thousands(p.Players["failed"]),
-		thousands(p.Players["abandoned"]), thousands(p.Players["create_failed"]), thousands(p.Players["skipped"]))
+		thousands(p.Players["abandoned"]), thousands(p.Players["create_failed"]), thousands(p.Players["create_unanswered"]),
+		thousands(p.Players["skipped"]))
+	fmt.Fprintf(w, "create retries\t%s creates retried, %s answers replayed, %s answered 409 after a retry\n",
+		thousands(p.CreatesRetried), thousands(p.CreatesReplayed), thousands(p.CreatesConflicted))
 	fmt.Fprintf(w, "lost tickets\t%d", p.Lost)
 	for _, k := range slices.Sorted(maps.Keys(p.LostAt)) {
 		fmt.Fprintf(w, ", %d last seen %s", p.LostAt[k], k)

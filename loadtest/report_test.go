@@ -214,6 +214,32 @@ func TestReportRoundTrip(t *testing.T) {
 	}
 }
 
+// TestReportText: the text names every front, and the creates' retries.
+func TestReportText(t *testing.T) {
+	players := &PlayersReport{Tickets: map[string]int64{}, Players: map[string]int64{"create_unanswered": 3},
+		CreatesRetried: 7, CreatesReplayed: 5, CreatesConflicted: 1}
+	tests := []struct {
+		r    Report
+		want []string
+	}{
+		{Report{Mode: modePlayers, Front: "http://127.0.0.1:8080", Players: players},
+			[]string{"against http://127.0.0.1:8080\n", "create unanswered 3", "7 creates retried, 5 answers replayed, 1 answered 409 after a retry"}},
+		{Report{Mode: modePlayers, Front: "http://127.0.0.1:8080", Fronts: []string{"http://127.0.0.1:8080", "http://127.0.0.1:8090"}, Players: players},
+			[]string{"against http://127.0.0.1:8080, http://127.0.0.1:8090\n"}},
+		{Report{Mode: modeHTTP, Front: "http://127.0.0.1:8080", Fronts: []string{"http://127.0.0.1:8080"}, HTTP: &HTTPReport{}},
+			[]string{"against http://127.0.0.1:8080\n"}},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		tt.r.writeText(&b)
+		for _, want := range tt.want {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("report text lacks %q:\n%s", want, b.String())
+			}
+		}
+	}
+}
+
 func TestTable(t *testing.T) {
 	dir := t.TempDir()
 	write := func(sub string, r *Report) {

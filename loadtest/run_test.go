@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,22 +36,50 @@ func loadReport(t *testing.T, dir string) *Report {
 // TestCountsEveryFate runs players against a fake suite whose tickets are
 // assigned, expire, search forever, stay matched, are refused, or are
 // created with the answer lost, and checks that each is counted where it
-// belongs and that the lost ones fail the run.
+// belongs, in the report and in the outcomes file, and that the lost ones
+// fail the run. The players whose answer was lost find their tickets
+// through their second create: replayed by a suite that honours the
+// Idempotency-Key, a 409 from one that does not.
 func TestCountsEveryFate(t *testing.T) {
-	srv := newFakeSuite(t)
-	out := t.TempDir()
-	code, text := runCmd(t, "-front", srv.URL, "-run-id", "x", "-rate", "200", "-players", "12",
-		"-duration", "1s", "-drain", "6s", "-servers", "1", "-game-length", "0", "-regions", "eu-west=10",
-		"-max-error-rate", "0.9", "-out", out)
-	if code != exitFail {
-		t.Fatalf("exit %d, want %d (lost tickets)\n%s", code, exitFail, text)
+	tests := []struct {
+		name                 string
+		ignoreKeys           bool
+		replayed, conflicted int64
+	}{
+		{"keys honoured", false, 2, 0},
+		{"keys ignored", true, 0, 2},
 	}
-	r := loadReport(t, out)
+	for _, tt := range tests {
+		// Not parallel: the chart library's lazy default font is not safe
+		// for two runs at once.
+		t.Run(tt.name, func(t *testing.T) {
+			_, srvs := newFakeFronts(t, &fakeSuite{ignoreKeys: tt.ignoreKeys}, frontHealthy)
+			out := t.TempDir()
+			outcomes := filepath.Join(out, "outcomes.jsonl")
+			code, text := runCmd(t, "-front", srvs[0].URL, "-run-id", "x", "-rate", "200", "-players", "12",
+				"-duration", "1s", "-drain", "6s", "-servers", "1", "-game-length", "0", "-regions", "eu-west=10",
+				"-max-error-rate", "0.9", "-out", out, "-outcomes", outcomes)
+			if code != exitFail {
+				t.Fatalf("exit %d, want %d (lost tickets)\n%s", code, exitFail, text)
+			}
+			r := loadReport(t, out)
+			checkFateCounts(t, r)
+			p := r.Players
+			if p.CreatesRetried != 4 || p.CreatesReplayed != tt.replayed || p.CreatesConflicted != tt.conflicted {
+				t.Errorf("creates retried %d, replayed %d, conflicted %d; want 4, %d, %d",
+					p.CreatesRetried, p.CreatesReplayed, p.CreatesConflicted, tt.replayed, tt.conflicted)
+			}
+			checkFateLines(t, readOutcomes(t, outcomes), srvs[0].URL)
+		})
+	}
+}
+
+// checkFateCounts checks the report of TestCountsEveryFate.
+func checkFateCounts(t *testing.T, r *Report) {
+	t.Helper()
 	p := r.Players
 	want := map[string]int64{
-		"attempted": 12, "created": 10, "create_failed": 2,
-		// The lost answers' players found their tickets through the 409
-		// of their second create, and were assigned.
+		"attempted": 12, "created": 10, "create_failed": 2, "create_unanswered": 0,
 		"matched": 6, "assigned": 4, "expired": 2, "abandoned": 2, "lost": 2,
 	}
 	for k, v := range want {
@@ -70,11 +100,64 @@ func TestCountsEveryFate(t *testing.T) {
 	if p.Fleet.Servers != 1 {
 		t.Errorf("fleet of %d servers, want 1", p.Fleet.Servers)
 	}
-	for _, f := range []string{"report.txt", "report.json"} {
-		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
-			t.Error(err)
+	if len(r.Fronts) != 1 || r.Front != r.Fronts[0] {
+		t.Errorf("front %q, fronts %q: want the one", r.Front, r.Fronts)
+	}
+}
+
+// checkFateLines checks the outcomes of TestCountsEveryFate: one line per
+// player, with the fate, ticket and tries its number gave it.
+func checkFateLines(t *testing.T, lines map[string]outcomeLine, front string) {
+	t.Helper()
+	wantFate := map[fate]struct {
+		fate  string
+		tries int
+	}{
+		fateUnavailable: {"create_failed", createTries},
+		fateAssigned:    {"assigned", 1},
+		fateExpired:     {"expired", 1},
+		fateSearching:   {"abandoned", 1},
+		fateStuck:       {"lost", 1},
+		fateAnswerLost:  {"assigned", 2},
+	}
+	if len(lines) != 12 {
+		t.Errorf("%d outcome lines, want 12", len(lines))
+	}
+	for n := 1; n <= 12; n++ {
+		id := "x-p" + strconv.Itoa(n)
+		w := wantFate[fate(n%int(numFates))]
+		want := outcomeLine{Players: []string{id}, Ticket: "t-" + id, Fate: w.fate, Front: front, Tries: w.tries}
+		if w.fate == "create_failed" {
+			want.Ticket = ""
+		}
+		if got := lines[id]; !reflect.DeepEqual(got, want) {
+			t.Errorf("outcome of %s = %+v, want %+v", id, got, want)
 		}
 	}
+}
+
+// readOutcomes reads an outcomes file by each line's first player, and
+// fails on a player in two lines.
+func readOutcomes(t *testing.T, path string) map[string]outcomeLine {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]outcomeLine{}
+	for raw := range strings.Lines(string(b)) {
+		var l outcomeLine
+		dec := json.NewDecoder(strings.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil || len(l.Players) == 0 {
+			t.Fatalf("outcome line %q: %v", raw, err)
+		}
+		if _, dup := out[l.Players[0]]; dup {
+			t.Errorf("player %s in two outcome lines", l.Players[0])
+		}
+		out[l.Players[0]] = l
+	}
+	return out
 }
 
 func TestRefusesRemoteTargets(t *testing.T) {

@@ -35,7 +35,7 @@ func TestEndMatchRetries(t *testing.T) {
 			}))
 			defer srv.Close()
 			f := &fleet{
-				client: newClient(http.DefaultTransport.(*http.Transport), srv.URL, srv.URL),
+				client: newClient(http.DefaultTransport.(*http.Transport), []string{srv.URL}, srv.URL),
 				rec:    NewRecorder(time.Now(), time.Now()),
 			}
 			if !f.endMatch(t.Context(), "gs-1", "m-1") {

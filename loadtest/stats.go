@@ -17,9 +17,12 @@ type outcome int
 const (
 	outAttempted    outcome = iota // a create was sent
 	outCreated                     // the front accepted it
-	outCreateFailed                // the front refused it or did not answer
-	outSkipped                     // the arrival was dropped: too many tickets in flight
-	outMatched                     // a poll showed it matched (or later)
+	outCreateFailed                // the suite refused every try: no ticket was made
+	// outCreateUnanswered is a create that failed with some try unanswered:
+	// that try may have made a ticket nobody follows.
+	outCreateUnanswered
+	outSkipped // the arrival was dropped: too many tickets in flight
+	outMatched // a poll showed it matched (or later)
 	outAssigned
 	outCancelled
 	outExpired
@@ -30,9 +33,22 @@ const (
 )
 
 var outcomeNames = [numOutcomes]string{
-	"attempted", "created", "create_failed", "skipped", "matched",
+	"attempted", "created", "create_failed", "create_unanswered", "skipped", "matched",
 	"assigned", "cancelled", "expired", "failed", "abandoned", "lost",
 }
+
+// Events of a create's tries, counted apart from the outcomes: under
+// faults they show whether the suite honours the Idempotency-Key.
+type createEvent int
+
+const (
+	createRetried  createEvent = iota // took more than one try
+	createReplayed                    // answered Idempotent-Replayed: an earlier try had made the ticket
+	// createConflicted is a 409 player_has_ticket answering a retry: an
+	// earlier try made the ticket, but the suite did not honour its key.
+	createConflicted
+	numCreateEvents
+)
 
 // histogram range: 1 µs to 10 minutes at 3 significant digits.
 const (
@@ -65,6 +81,7 @@ type Recorder struct {
 	players [numOutcomes]atomic.Int64
 	// inFlight is tickets created or being created and not yet finished.
 	inFlight atomic.Int64
+	creates  [numCreateEvents]atomic.Int64
 
 	mu        sync.Mutex
 	errors    map[string]int64
@@ -188,6 +205,9 @@ func (r *Recorder) Error(err error) {
 	r.mu.Unlock()
 }
 
+// CreateEvent counts one event of a create.
+func (r *Recorder) CreateEvent(e createEvent) { r.creates[e].Add(1) }
+
 // Begin and End bracket a ticket in flight.
 func (r *Recorder) Begin() int64 {
 	n := r.inFlight.Add(1)
@@ -243,6 +263,7 @@ func (r *Recorder) Sample(now time.Time) Sample {
 // snapshot is the recorder's state, copied for the report.
 type snapshot struct {
 	tickets, players [numOutcomes]int64
+	creates          [numCreateEvents]int64
 	errors           map[string]int64
 	lostAt           map[string]int64
 	samples          map[string]string
@@ -276,6 +297,9 @@ func (r *Recorder) snapshot() snapshot {
 	for i := range s.tickets {
 		s.tickets[i] = r.tickets[i].Load()
 		s.players[i] = r.players[i].Load()
+	}
+	for i := range s.creates {
+		s.creates[i] = r.creates[i].Load()
 	}
 	return s
 }
