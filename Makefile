@@ -14,3 +14,9 @@ build:
 .PHONY: bench
 bench:
 	scripts/bench.sh
+
+# The fault-injection run (about 10 minutes); README.md's "Faults" explains
+# its table. The test command runs a short version.
+.PHONY: chaos
+chaos:
+	go run ./loadtest/chaos
