@@ -232,45 +232,71 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Tic
 	}, q, idem, nil
 }
 
-// create stores t and announces it to the matchers. Either both happen or,
-// as far as the store can be reached, neither: a ticket no matcher will
-// ever see would hold its players until it expired.
+// create stores t and announces it to the matchers. Either both happen or
+// neither, as far as the store can be reached within finishTimeout: a 503
+// tells the client that no ticket was made, so a ticket that may have been
+// stored is removed before the answer. A ticket left behind would be found
+// and announced by the reaper, and matched for a player who was told it
+// failed.
 func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue, idem store.Idempotency) error {
 	body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
 	if err != nil {
 		return fmt.Errorf("encoding ticket message: %w", err)
 	}
-	if err := a.store.CreateTicketOnce(ctx, t, t.CreatedAt.Add(q.MaxWait), idem); err != nil {
-		if errors.Is(err, store.ErrReplay) {
-			return err
-		}
-		return storeErr("creating ticket", err)
-	}
-	// The ticket is stored: finish the job even if the client leaves now,
-	// so that it is either announced or removed.
+	// Whatever happens next is finished even if the client leaves now,
+	// so that the ticket is either announced or removed.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
-	pubErr := a.pub.Publish(ctx, contracts.TicketQueue(q.Name), body)
-	if pubErr == nil {
-		return nil
-	}
-	// An unconfirmed publish may still have been delivered, so the
-	// ticket's state decides: the store removes it only while no matcher
-	// has claimed it. A claimed ticket was announced after all, and the
-	// create succeeded; telling the client otherwise would have it retry
-	// into a second match.
-	err = a.store.DeleteTicket(ctx, t.ID)
+	err = a.store.CreateTicketOnce(ctx, t, t.CreatedAt.Add(q.MaxWait), idem)
 	switch {
+	case errors.Is(err, store.ErrReplay):
+		return err
 	case err == nil:
-	case errors.Is(err, store.ErrConflict):
-		a.log.Warn("ticket announced although its publish failed", "ticket", t.ID, "queue", q.Name, "err", pubErr)
-		return nil
+	case errors.Is(err, store.ErrPlayerBusy), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrUnreachable):
+		return storeErr("creating ticket", err) // nothing was stored
 	default:
-		// The ticket stays until the reaper expires it at its max wait;
-		// its players cannot queue again until then.
-		a.log.Error("removing unannounced ticket", "ticket", t.ID, "queue", q.Name, "err", err)
+		// The reply may have been lost after the ticket was written.
+		return a.undo(ctx, t, fmt.Errorf("creating ticket: %w", err))
 	}
-	return fmt.Errorf("%w: publishing ticket: %w", httpapi.ErrUnavailable, pubErr)
+	if err := a.pub.Publish(ctx, contracts.TicketQueue(q.Name), body); err != nil {
+		return a.undo(ctx, t, fmt.Errorf("publishing ticket: %w", err))
+	}
+	return nil
+}
+
+// Backoff of undo's tries.
+const (
+	undoFirstWait = 50 * time.Millisecond
+	undoMaxWait   = time.Second
+)
+
+// undo removes ticket t after its create failed by cause, trying until ctx
+// ends, and answers the create's outcome. An unconfirmed publish may still
+// have been delivered, so the ticket's state decides: the store removes it
+// only while no matcher has claimed it. A claimed ticket was announced
+// after all, and the create succeeded (nil); telling the client otherwise
+// would have it retry into a second match.
+func (a *API) undo(ctx context.Context, t contracts.Ticket, cause error) error {
+	for wait := undoFirstWait; ; wait = min(2*wait, undoMaxWait) {
+		err := a.store.DeleteTicket(ctx, t.ID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, cause)
+		case errors.Is(err, store.ErrConflict):
+			a.log.Warn("ticket announced although its create failed", "ticket", t.ID, "queue", t.Queue, "err", cause)
+			return nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			// The reaper will announce the ticket, if it was stored, and
+			// the client, told 503, may find it with its idempotency key.
+			a.log.Error("could not remove the ticket of a failed create", "ticket", t.ID, "queue", t.Queue, "cause", cause, "err", err)
+			return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, cause)
+		case <-timer.C:
+		}
+	}
 }
 
 func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {

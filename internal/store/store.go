@@ -28,6 +28,11 @@ var (
 	// ErrNoCapacity: no live, undrained server with a free slot serves the
 	// match's region.
 	ErrNoCapacity = errors.New("no server capacity")
+	// ErrUnreachable: the store could not be reached at all, so the call
+	// changed nothing. Any other failure of a call that changes state
+	// leaves it unknown whether the change was made: a reply lost on its
+	// way back looks the same as a request that never arrived.
+	ErrUnreachable = errors.New("store unreachable")
 )
 
 // PlayerBusyError says which player is busy and with which ticket. It

@@ -59,6 +59,11 @@ func TestUnreachableRedisAnswersErrors(t *testing.T) {
 	for name, call := range calls {
 		check(name, call())
 	}
+	// Nothing was sent, so the front may answer at once that nothing was
+	// created.
+	if err := calls["CreateTicket"](); !errors.Is(err, store.ErrUnreachable) {
+		t.Errorf("CreateTicket with Redis down: %v, want ErrUnreachable", err)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	errs := map[string][]error{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -81,9 +82,10 @@ func (s *Store) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expire
 	if err != nil {
 		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
 	}
-	// ExpireDue finds the queue through this set, so it goes first.
+	// ExpireDue finds the queue through this set, so it goes first. It
+	// writes nothing of the ticket, so its failure is a clean refusal.
 	if err := s.registerQueue(ctx, q); err != nil {
-		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
+		return fmt.Errorf("creating ticket %s: %w: %w", t.ID, store.ErrUnreachable, err)
 	}
 
 	players := t.PlayerIDs()
@@ -102,6 +104,9 @@ func (s *Store) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expire
 	args = append(args, fields...)
 	r, claimed, err := s.createAndClaim(ctx, keys, args, t.ID, players[0])
 	if err != nil {
+		if neverSent(err) {
+			err = fmt.Errorf("%w: %w", store.ErrUnreachable, err)
+		}
 		return fmt.Errorf("creating ticket %s: %w", t.ID, err)
 	}
 	if code(r) == "replay" {
@@ -132,11 +137,21 @@ func (s *Store) CreateTicketOnce(ctx context.Context, t contracts.Ticket, expire
 			busy = fmt.Errorf("creating ticket %s: %w", t.ID, err)
 		}
 		if rerr := s.rollback(ctx, t.ID); rerr != nil {
-			return errors.Join(busy, fmt.Errorf("creating ticket %s: rolling back: %w", t.ID, rerr))
+			// Not a *PlayerBusyError: the ticket may still be stored.
+			return fmt.Errorf("creating ticket %s: rolling back after %v: %w", t.ID, busy, rerr)
 		}
 		return busy
 	}
 	return nil
+}
+
+// neverSent reports whether err says that no connection to Redis could be
+// had, so the command never left: a dial that failed. (go-redis v9.7 does
+// not export its pool-timeout error, which would qualify too; it counts as
+// unknown.)
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // replay answers a create whose idempotency key another ticket holds
