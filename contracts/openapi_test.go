@@ -359,6 +359,8 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "GET", path: "/v1/tickets/" + t1.ID, status: 200},
 		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=100ms", status: 200},
 		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=0&after=0", status: 200},
+		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=100ms&until=assigned", status: 200},
+		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=1s&until=soon", status: 400, offSpec: true},
 		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=soon", status: 400, offSpec: true},
 		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=1s&after=-1", status: 400, offSpec: true},
 		{method: "GET", path: "/v1/tickets/" + longID, status: 400, offSpec: true},

@@ -58,3 +58,25 @@ func TestObjectKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusReached(t *testing.T) {
+	tests := []struct {
+		status, stage Status
+		want          bool
+	}{
+		{StatusSearching, StatusMatched, false},
+		{StatusMatched, StatusMatched, true},
+		{StatusMatched, StatusAssigned, false},
+		{StatusAssigned, StatusMatched, true},
+		{StatusAssigned, StatusAssigned, true},
+		{StatusCancelled, StatusAssigned, true},
+		{StatusExpired, StatusMatched, true},
+		{StatusFailed, StatusAssigned, true},
+		{StatusSearching, StatusSearching, true},
+	}
+	for _, tt := range tests {
+		if got := tt.status.Reached(tt.stage); got != tt.want {
+			t.Errorf("%s.Reached(%s) = %v, want %v", tt.status, tt.stage, got, tt.want)
+		}
+	}
+}

@@ -30,6 +30,21 @@ func (s Status) Terminal() bool {
 	return false
 }
 
+// Reached reports whether a ticket in s has got as far as stage: searching
+// comes first, then matched, then the terminal statuses, which are as far
+// as a ticket gets.
+func (s Status) Reached(stage Status) bool { return s.rank() >= stage.rank() }
+
+func (s Status) rank() int {
+	switch {
+	case s.Terminal():
+		return 2
+	case s == StatusMatched:
+		return 1
+	}
+	return 0
+}
+
 // Reasons a ticket failed, stable for clients to switch on.
 const (
 	ReasonNoServerCapacity = "no_server_capacity"

@@ -305,13 +305,37 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
-	a.poller.Serve(w, r, store.ChangeTicket, id, func(ctx context.Context) (any, int64, error) {
+	ready, err := untilOf(r)
+	if err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
+		return
+	}
+	a.poller.ServeUntil(w, r, store.ChangeTicket, id, func(ctx context.Context) (any, int64, error) {
 		t, err := a.store.Ticket(ctx, id)
 		if err != nil {
 			return nil, 0, storeErr("reading ticket", err)
 		}
 		return t, t.Version, nil
-	})
+	}, ready)
+}
+
+// untilOf reads a ticket poll's ?until: matched or assigned holds the poll
+// until the ticket has got that far (or ended), however many versions it
+// passes on the way; a client that only wants its server skips the wake-up
+// and the second poll of the matched step.
+func untilOf(r *http.Request) (func(any) bool, error) {
+	q := r.URL.Query()
+	if !q.Has("until") {
+		return nil, nil
+	}
+	stage := contracts.Status(q.Get("until"))
+	if stage != contracts.StatusMatched && stage != contracts.StatusAssigned {
+		return nil, fmt.Errorf("%w: until must be matched or assigned, not %q", contracts.ErrBadRequest, stage)
+	}
+	return func(v any) bool {
+		t, ok := v.(contracts.Ticket)
+		return ok && t.Status.Reached(stage)
+	}, nil
 }
 
 func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {

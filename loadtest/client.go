@@ -315,11 +315,14 @@ func (c *Client) CreateOnce(ctx context.Context, front string, req *contracts.Ti
 
 // PollTicket long-polls a ticket on front until its version passes after
 // or wait ends.
-func (c *Client) PollTicket(ctx context.Context, front, id string, wait time.Duration, after int64) (ticketState, error) {
+func (c *Client) PollTicket(ctx context.Context, front, id string, wait time.Duration, after int64, until string) (ticketState, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+pollMargin)
 	defer cancel()
 	var t ticketState
 	u := front + "/v1/tickets/" + url.PathEscape(id) + "?wait=" + wait.String() + "&after=" + strconv.FormatInt(after, 10)
+	if until != "" {
+		u += "&until=" + until
+	}
 	err := c.do(ctx, "poll", http.MethodGet, u, nil, &t, http.StatusOK)
 	return t, err
 }

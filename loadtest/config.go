@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
 )
 
 // Modes the command runs in.
@@ -49,8 +51,9 @@ type Config struct {
 	Jitter      float64  // ± milliseconds added to each latency
 	Party       []PartyShare
 	PollWait    time.Duration
-	CancelAtEnd bool // cancel tickets still searching at the end, instead of counting them lost
-	MaxInFlight int  // tickets held at once; 0 picks one from the open-file limit
+	PollUntil   string // a ticket poll's ?until: "", matched or assigned
+	CancelAtEnd bool   // cancel tickets still searching at the end, instead of counting them lost
+	MaxInFlight int    // tickets held at once; 0 picks one from the open-file limit
 
 	// Game servers.
 	Servers        int // 0 sizes the fleet for the whole run (see fleetSize)
@@ -141,6 +144,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&c.Jitter, "latency-jitter", 20, "± ms of uniform noise on each reported latency")
 	fs.StringVar(&party, "party", "1=1", "party mix as size=weight,...: 1=0.8,2=0.2")
 	fs.DurationVar(&c.PollWait, "poll-wait", 30*time.Second, "wait asked for by each long-poll")
+	fs.StringVar(&c.PollUntil, "poll-until", "", "ticket polls ask to be held until the ticket is matched or assigned (?until=); empty: answered at every change. With assigned the time to match is not seen and reads as the time to assign")
 	fs.BoolVar(&c.CancelAtEnd, "cancel-at-end", true, "at the end, cancel tickets still searching and count them abandoned; false counts them lost (use with -drain past the queue's max wait)")
 	fs.IntVar(&c.MaxInFlight, "max-inflight", 0, "most tickets in flight at once; arrivals past it are skipped and fail the run (0: from the open-file limit)")
 
@@ -300,6 +304,9 @@ func (c *Config) validate() error {
 	}
 	if c.Drain <= 0 || c.Drain > time.Hour || c.HoldTimeout <= 0 || c.HoldTimeout > time.Hour {
 		bad("-drain and -hold-timeout must be positive and at most 1h")
+	}
+	if c.PollUntil != "" && c.PollUntil != string(contracts.StatusMatched) && c.PollUntil != string(contracts.StatusAssigned) {
+		errs = append(errs, fmt.Errorf("-poll-until must be matched, assigned or empty, not %q", c.PollUntil))
 	}
 	if c.PollWait <= 0 || c.Progress <= 0 || c.Heartbeat <= 0 || c.GameLength < 0 {
 		bad("-poll-wait, -progress and -heartbeat must be positive; -game-length must not be negative")

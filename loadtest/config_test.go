@@ -153,6 +153,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{[]string{"-mode", "http", "-outcomes", "x"}, "-outcomes needs -mode players"},
 		{[]string{"-assigner", "http://example.com"}, "not a loopback"},
 		{[]string{"-server-capacity", "0"}, "-server-capacity"},
+		{[]string{"-poll-until", "searching"}, "-poll-until"},
 		{[]string{"-mode", "hold", "-wake", "sigterm"}, "-front-pid"},
 		{[]string{"-mode", "hold", "-hold", "0"}, "-hold"},
 		{[]string{"-mode", "table"}, "-in"},

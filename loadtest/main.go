@@ -194,9 +194,10 @@ func runPlayers(ctx context.Context, c *Config, stdout io.Writer) (*Report, erro
 	playCtx, cancelPlay := context.WithDeadline(ctx, measureFrom.Add(c.Duration+c.Drain))
 	defer cancelPlay()
 	arr := &arrivals{
-		cfg:         c,
-		maker:       newTicketMaker(c, c.Seed),
-		player:      &player{client: client, rec: rec, pollWait: c.PollWait, cancelAtEnd: c.CancelAtEnd, outcomes: outcomes},
+		cfg:   c,
+		maker: newTicketMaker(c, c.Seed),
+		player: &player{client: client, rec: rec, pollWait: c.PollWait, pollUntil: c.PollUntil,
+			cancelAtEnd: c.CancelAtEnd, outcomes: outcomes},
 		rec:         rec,
 		maxInFlight: maxInFlight,
 	}

@@ -116,6 +116,8 @@ type player struct {
 	client   *Client
 	rec      *Recorder
 	pollWait time.Duration
+	// pollUntil is the ?until of every poll but the last read.
+	pollUntil string
 	// cancelAtEnd cancels the tickets still searching when the run ends.
 	cancelAtEnd bool
 	// outcomes, if set, gets one line per logical create as it ends.
@@ -201,7 +203,7 @@ func (p *player) follow(ctx context.Context, tk *ticketRun, t ticketState, now t
 		if wait < 10*time.Millisecond {
 			break
 		}
-		got, err := p.client.PollTicket(ctx, p.client.Front(tk.front), tk.ticketID, wait, version)
+		got, err := p.client.PollTicket(ctx, p.client.Front(tk.front), tk.ticketID, wait, version, p.pollUntil)
 		if ctx.Err() != nil {
 			break
 		}
@@ -341,7 +343,7 @@ func (p *player) abandon(ctx context.Context, tk *ticketRun, status contracts.St
 		}
 	}
 	t, err = p.onFronts(tk, func(front string) (ticketState, error) {
-		return p.client.PollTicket(ctx, front, tk.ticketID, 0, 0)
+		return p.client.PollTicket(ctx, front, tk.ticketID, 0, 0, "")
 	})
 	if err != nil {
 		p.rec.Error(err)

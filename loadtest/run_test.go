@@ -292,3 +292,30 @@ func TestHTTPAgainstEmbedded(t *testing.T) {
 		}
 	}
 }
+
+// TestPollUntilAgainstEmbedded: players that poll with -poll-until assigned
+// make fewer polls, since the matched step does not answer them.
+func TestPollUntilAgainstEmbedded(t *testing.T) {
+	url := startEmbedded(t)
+	requests := map[string]int64{}
+	for _, until := range []string{"", "assigned"} {
+		out := t.TempDir()
+		code, text := runCmd(t, "-front", url, "-scenario", "pipeline", "-rate", "200", "-players", "100",
+			"-duration", "2s", "-poll-until", until, "-run-id", "until-"+until, "-out", out)
+		if code != exitPass {
+			t.Fatalf("-poll-until %q: exit %d\n%s", until, code, text)
+		}
+		p := loadReport(t, out).Players
+		if p.Tickets["assigned"] != 100 {
+			t.Fatalf("-poll-until %q: tickets %v, want 100 assigned", until, p.Tickets)
+		}
+		requests[until] = p.Requests
+	}
+	// The fleet's requests are about the same in both runs; what goes is
+	// the poll answered at matched, for every player whose first poll saw
+	// the ticket matched but not yet assigned (about half of them here).
+	if requests["assigned"] >= requests[""] {
+		t.Errorf("requests %v: -poll-until assigned saved none", requests)
+	}
+	t.Logf("requests without and with -poll-until assigned: %v", requests)
+}

@@ -22,7 +22,8 @@
 # BENCH_STEPS (5 per mode), BENCH_MAX_P99 (500ms), BENCH_WARMUP (2s: every
 # run offers its rate this long before it measures), BENCH_EMBEDDED_START
 # (3000), BENCH_DISTRIBUTED_START (1000), BENCH_HOLD (50000), BENCH_PROFILE
-# (1; 0 skips perf).
+# (1; 0 skips perf), BENCH_PLAYER_FLAGS (more load-tester flags for every
+# players run, e.g. "-poll-until assigned").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -146,6 +147,8 @@ players() {
   shift 6
   local extra=()
   [ "$suite" = distributed ] && extra+=(-infra-pids "$(infra_pids)")
+  # shellcheck disable=SC2206 # BENCH_PLAYER_FLAGS is a list of flags
+  extra+=(${BENCH_PLAYER_FLAGS:-})
   local rc=0
   "$bin/loadtest" -scenario pipeline -front "$front" -assigner "$assigner" \
     -label "$label" -suite "$suite" -rate "$rate" -warmup "$warmup" -duration "${seconds}s" -drain "${drain}s" \

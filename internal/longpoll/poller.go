@@ -37,6 +37,14 @@ type Poller struct {
 // answer is always the record as last read.
 func (p *Poller) Serve(w http.ResponseWriter, r *http.Request, kind store.ChangeKind, id string,
 	read func(ctx context.Context) (v any, version int64, err error)) {
+	p.ServeUntil(w, r, kind, id, read, nil)
+}
+
+// ServeUntil is Serve that, with ready not nil, holds the request past
+// newer versions until ready also accepts the record: a client that only
+// wants the outcome is not woken for each step on the way.
+func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.ChangeKind, id string,
+	read func(ctx context.Context) (v any, version int64, err error), ready func(v any) bool) {
 	poll, err := httpapi.ParsePoll(r, p.MaxWait)
 	if err != nil {
 		httpapi.WriteProblem(w, r, p.Log, err)
@@ -62,7 +70,8 @@ func (p *Poller) Serve(w http.ResponseWriter, r *http.Request, kind store.Change
 	if !poll.HasAfter {
 		after = version
 	}
-	if version > after || p.stopping() {
+	done := func() bool { return version > after && (ready == nil || ready(v)) }
+	if done() || p.stopping() {
 		httpapi.WriteJSON(w, http.StatusOK, v)
 		return
 	}
@@ -88,7 +97,7 @@ func (p *Poller) Serve(w http.ResponseWriter, r *http.Request, kind store.Change
 				httpapi.WriteProblem(w, r, p.Log, err)
 				return
 			}
-			if version > after {
+			if done() {
 				httpapi.WriteJSON(w, http.StatusOK, v)
 				return
 			}
