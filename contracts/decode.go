@@ -36,8 +36,19 @@ var ErrBadRequest = errors.New("bad request")
 // data and wrong types are errors wrapping ErrBadRequest; a read error
 // (such as *http.MaxBytesError) is returned wrapped as it is.
 func DecodeTicketRequest(r io.Reader) (TicketRequest, error) {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return TicketRequest{}, fmt.Errorf("reading body: %w", err)
+	}
+	return DecodeTicketRequestBytes(body)
+}
+
+// DecodeTicketRequestBytes is DecodeTicketRequest of a body already read,
+// for a caller that needs the bytes too (the front digests them for the
+// Idempotency-Key).
+func DecodeTicketRequestBytes(body []byte) (TicketRequest, error) {
 	var req TicketRequest
-	if err := decodeStrict(r, &req); err != nil {
+	if err := decodeStrictBytes(body, &req); err != nil {
 		return TicketRequest{}, err
 	}
 	if err := req.Validate(); err != nil {
@@ -68,6 +79,10 @@ func decodeStrict(r io.Reader, dst any) error {
 	if err != nil {
 		return fmt.Errorf("reading body: %w", err)
 	}
+	return decodeStrictBytes(body, dst)
+}
+
+func decodeStrictBytes(body []byte, dst any) error {
 	if !utf8.Valid(body) {
 		return fmt.Errorf("%w: the body is not valid UTF-8", ErrBadRequest)
 	}

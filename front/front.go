@@ -5,7 +5,6 @@
 package front
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -206,7 +205,7 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Tic
 	if idem, err = idempotencyOf(r, body); err != nil {
 		return t, q, idem, err
 	}
-	req, err := contracts.DecodeTicketRequest(bytes.NewReader(body))
+	req, err := contracts.DecodeTicketRequestBytes(body)
 	if err != nil {
 		return t, q, idem, err
 	}

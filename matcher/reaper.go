@@ -16,7 +16,7 @@ import (
 type ReaperStore interface {
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]string, error)
 	Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error)
-	ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error)
+	ReleaseStale(ctx context.Context, limit int) (int, error)
 	OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error)
 }
 
@@ -99,7 +99,7 @@ func (r *Reaper) sweep(ctx context.Context) {
 		r.Metrics.Repairs.WithLabelValues("match_resent").Add(float64(n))
 		r.Log.Info("sent overdue matches to the assigners again", "count", n)
 	}
-	n, err := r.Store.ReleaseStale(ctx, now, reapBatch)
+	n, err := r.Store.ReleaseStale(ctx, reapBatch)
 	if err != nil {
 		warn("releasing stale player claims", err)
 	} else if n > 0 {

@@ -182,12 +182,12 @@ type Store interface {
 	// still not taken up an interval later.
 	Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error)
 	// ReleaseStale finishes releases that a process died before making: it
-	// deletes the claims that still name a ticket which became terminal, or
-	// was deleted, at or before before (up to limit such tickets), and
-	// returns how many claims it deleted. A claim that names a live ticket
+	// deletes the claims that still name a ticket which became terminal or
+	// was deleted (up to limit such tickets), and returns how many claims it
+	// deleted. It may also repeat a release under way, which is harmless. A claim that names a live ticket
 	// is never touched. A store that releases in the same step as the
 	// status change has nothing to finish.
-	ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error)
+	ReleaseStale(ctx context.Context, limit int) (int, error)
 
 	// AddToPool puts e into queue's pool if its ticket is still searching,
 	// and reports whether it is there now. Adding again is harmless.

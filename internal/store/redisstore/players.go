@@ -418,8 +418,8 @@ const releaseBatch = 500
 // has released them. A note still there belongs to a caller that died in
 // between, or to one releasing right now; releasing again is harmless in
 // both cases, since a claim goes only while it still names a ticket that
-// can never be live again. Notes carry no time, so before is not needed.
-func (s *Store) ReleaseStale(ctx context.Context, before time.Time, limit int) (int, error) {
+// can never be live again.
+func (s *Store) ReleaseStale(ctx context.Context, limit int) (int, error) {
 	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
 	if err != nil {
 		return 0, fmt.Errorf("releasing stale claims: reading queues: %w", err)

@@ -119,7 +119,7 @@ func testReleaseStaleKeepsLiveClaims(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	live := h.create(tid("t-3"), "p-1")
-	if n, err := h.s.ReleaseStale(h.ctx, at(3600), 100); err != nil || n != 0 {
+	if n, err := h.s.ReleaseStale(h.ctx, 100); err != nil || n != 0 {
 		t.Errorf("ReleaseStale = %d, %v; want 0, nil", n, err)
 	}
 	h.wantBusy("p-1", live.ID)
