@@ -313,26 +313,49 @@ const ticketJSON = `{"id":"t-1","queue":"duel","status":"searching","version":1,
 
 func TestDecodeTicketMessage(t *testing.T) {
 	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	ticket := contracts.Ticket{
+		ID: "t-1", Queue: "duel", Status: contracts.StatusSearching, Version: 1,
+		CreatedAt: created, UpdatedAt: created,
+		Players:   []contracts.Player{{ID: "p-1", Skill: 1520}},
+		Latencies: map[string]float64{"eu-west": 31},
+	}
+	second := `{"ticket":{"id":"t-2","queue":"duel","players":[{"id":"p-2","skill":1}]},"attempt":1}`
 	tests := []struct {
-		name    string
-		body    string
-		want    *contracts.TicketMessage
-		wantErr bool
+		name     string
+		body     string
+		want     *contracts.TicketMessage
+		rejected int
+		wantErr  bool
 	}{
 		{
-			name: "good",
+			name: "version 1",
 			body: `{"v":1,"ticket":` + ticketJSON + `,"attempt":2}`,
-			want: &contracts.TicketMessage{V: 1, Attempt: 2, Ticket: contracts.Ticket{
-				ID: "t-1", Queue: "duel", Status: contracts.StatusSearching, Version: 1,
-				CreatedAt: created, UpdatedAt: created,
-				Players:   []contracts.Player{{ID: "p-1", Skill: 1520}},
-				Latencies: map[string]float64{"eu-west": 31},
+			want: &contracts.TicketMessage{V: 2, Tickets: []contracts.TicketTry{{Ticket: ticket, Attempt: 2}}},
+		},
+		{
+			name: "version 2",
+			body: `{"v":2,"tickets":[{"ticket":` + ticketJSON + `,"attempt":2},` + second + `]}`,
+			want: &contracts.TicketMessage{V: 2, Tickets: []contracts.TicketTry{
+				{Ticket: ticket, Attempt: 2},
+				{Ticket: contracts.Ticket{ID: "t-2", Queue: "duel", Players: []contracts.Player{{ID: "p-2", Skill: 1}}}, Attempt: 1},
 			}},
 		},
 		{name: "attempt omitted", body: `{"v":1,"ticket":` + ticketJSON + `}`},
+		{name: "attempt omitted in a batch", body: `{"v":2,"tickets":[{"ticket":` + ticketJSON + `}]}`},
 		// A newer producer may add fields; the schema version, not the
 		// field set, says when a message can no longer be read.
 		{name: "unknown field", body: `{"v":1,"ticket":` + ticketJSON + `,"attempt":0,"trace":"abc"}`},
+		{name: "unknown field in a batch", body: `{"v":2,"tickets":[{"ticket":` + ticketJSON + `,"trace":"abc"}],"trace":1}`},
+
+		// One bad entry is rejected alone; the rest is handled.
+		{name: "entry without id", body: `{"v":2,"tickets":[` + second + `,{"ticket":{"queue":"q","players":[{"id":"p"}]}}]}`, rejected: 1},
+		{name: "entry of the wrong type", body: `{"v":2,"tickets":[` + second + `,7,"x",null]}`, rejected: 3},
+		{name: "entry with a negative attempt", body: `{"v":2,"tickets":[{"ticket":` + ticketJSON + `,"attempt":-1},` + second + `]}`, rejected: 1},
+		{name: "no good entry", body: `{"v":2,"tickets":[{"ticket":{"id":"t","queue":"q","players":[]}}]}`, wantErr: true},
+		{name: "no entries", body: `{"v":2,"tickets":[]}`, wantErr: true},
+		{name: "tickets missing", body: `{"v":2}`, wantErr: true},
+		{name: "tickets not a list", body: `{"v":2,"tickets":{}}`, wantErr: true},
+		{name: "too many entries", body: `{"v":2,"tickets":[` + strings.Repeat(second+",", contracts.MaxTicketsPerMessage) + second + `]}`, wantErr: true},
 
 		{name: "empty", body: ``, wantErr: true},
 		{name: "null", body: `null`, wantErr: true},
@@ -341,7 +364,7 @@ func TestDecodeTicketMessage(t *testing.T) {
 		{name: "trailing data", body: `{"v":1,"ticket":` + ticketJSON + `} {}`, wantErr: true},
 		{name: "trailing garbage", body: `{"v":1,"ticket":` + ticketJSON + `}]`, wantErr: true},
 		{name: "version missing", body: `{"ticket":` + ticketJSON + `}`, wantErr: true},
-		{name: "version from the future", body: `{"v":2,"ticket":` + ticketJSON + `}`, wantErr: true},
+		{name: "version from the future", body: `{"v":3,"tickets":[` + second + `]}`, wantErr: true},
 		{name: "version is a string", body: `{"v":"1","ticket":` + ticketJSON + `}`, wantErr: true},
 		{name: "attempt is a string", body: `{"v":1,"ticket":` + ticketJSON + `,"attempt":"1"}`, wantErr: true},
 		{name: "negative attempt", body: `{"v":1,"ticket":` + ticketJSON + `,"attempt":-1}`, wantErr: true},
@@ -353,7 +376,7 @@ func TestDecodeTicketMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := contracts.DecodeTicketMessage([]byte(tt.body))
+			got, rejected, err := contracts.DecodeTicketMessage([]byte(tt.body))
 			if tt.wantErr {
 				if !errors.Is(err, contracts.ErrBadMessage) {
 					t.Fatalf("DecodeTicketMessage = %+v, %v; want an error wrapping ErrBadMessage", got, err)
@@ -363,10 +386,41 @@ func TestDecodeTicketMessage(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeTicketMessage: %v", err)
 			}
+			if len(rejected) != tt.rejected {
+				t.Errorf("DecodeTicketMessage rejected %d entries (%+v), want %d", len(rejected), rejected, tt.rejected)
+			}
+			for _, r := range rejected {
+				if !errors.Is(r.Err, contracts.ErrBadMessage) || len(r.Body) == 0 {
+					t.Errorf("rejected entry %q: %v; want its body and an error wrapping ErrBadMessage", r.Body, r.Err)
+				}
+			}
 			if tt.want != nil && !reflect.DeepEqual(got, *tt.want) {
 				t.Errorf("DecodeTicketMessage = %+v, want %+v", got, *tt.want)
 			}
 		})
+	}
+}
+
+func TestEncodeTicketMessage(t *testing.T) {
+	tries := []contracts.TicketTry{
+		{Ticket: contracts.Ticket{ID: "t-1", Queue: "duel", Players: []contracts.Player{{ID: "p-1", Skill: 1}}}},
+		{Ticket: contracts.Ticket{ID: "t-2", Queue: "duel", Players: []contracts.Player{{ID: "p-2", Skill: 2}}}, Attempt: 3},
+	}
+	b, err := contracts.EncodeTicketMessage(tries...)
+	if err != nil {
+		t.Fatalf("EncodeTicketMessage: %v", err)
+	}
+	got, rejected, err := contracts.DecodeTicketMessage(b)
+	if err != nil || len(rejected) != 0 {
+		t.Fatalf("DecodeTicketMessage(%s) = %v, %v", b, rejected, err)
+	}
+	if got.V != contracts.SchemaVersion || !reflect.DeepEqual(got.Tickets, tries) {
+		t.Errorf("round trip = %+v, want version %d with %+v", got, contracts.SchemaVersion, tries)
+	}
+	for _, n := range []int{0, contracts.MaxTicketsPerMessage + 1} {
+		if _, err := contracts.EncodeTicketMessage(make([]contracts.TicketTry, n)...); err == nil {
+			t.Errorf("EncodeTicketMessage of %d tickets succeeded", n)
+		}
 	}
 }
 
@@ -404,7 +458,8 @@ func TestDecodeMatchMessage(t *testing.T) {
 		{name: "trailing data", body: `{"v":1,"match":` + matchJSON + `}{"v":1}`, wantErr: true},
 		{name: "version missing", body: `{"match":` + matchJSON + `}`, wantErr: true},
 		{name: "version zero", body: `{"v":0,"match":` + matchJSON + `}`, wantErr: true},
-		{name: "version from the future", body: `{"v":2,"match":` + matchJSON + `}`, wantErr: true},
+		{name: "version 2", body: `{"v":2,"match":` + matchJSON + `}`},
+		{name: "version from the future", body: `{"v":3,"match":` + matchJSON + `}`, wantErr: true},
 		{name: "version fractional", body: `{"v":1.5,"match":` + matchJSON + `}`, wantErr: true},
 		{name: "teams wrong type", body: `{"v":1,"match":{"id":"m","ticket_ids":["t"],"teams":["p-1"]}}`, wantErr: true},
 		{name: "ticket ids wrong type", body: `{"v":1,"match":{"id":"m","ticket_ids":"t"}}`, wantErr: true},

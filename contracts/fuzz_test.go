@@ -117,7 +117,9 @@ func FuzzDecodeTicketMessage(f *testing.F) {
 		`{"v":1,"ticket":{"id":"t","queue":"q","players":[{"id":"p"}],"created_at":"2025-01-02T03:04:05.123456789+05:30",` +
 			`"match":{"id":"m","region":"","teams":[[],null]},"assignment":{"server_id":"s","address":"a","region":"r"}}}`,
 		`{"v":1,"ticket":{"id":"t","queue":"q","players":[{"id":"p"}]},"attempt":-1}`,
-		`{"v":2,"ticket":{"id":"t","queue":"q","players":[{"id":"p"}]}}`,
+		`{"v":3,"ticket":{"id":"t","queue":"q","players":[{"id":"p"}]}}`,
+		`{"v":2,"tickets":[{"ticket":{"id":"t","queue":"q","players":[{"id":"p"}]},"attempt":1},{"ticket":{"id":""}},3]}`,
+		`{"v":2,"tickets":[]}`,
 		`{"v":1,"ticket":{"id":"t","queue":"q","players":[{"id":"p"}],"updated_at":"0000-01-01T00:00:00Z"}}`,
 		`{"v":1,"ticket":{"id":"t","queue":"q","players":[{"id":"p"}],"updated_at":"9999-12-31T23:59:59-23:59"}}`,
 		`{"v":1,"ticket":{"id":"t","queue":"q","players":[]}} {}`,
@@ -128,18 +130,30 @@ func FuzzDecodeTicketMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := contracts.DecodeTicketMessage(data)
+		m, rejected, err := contracts.DecodeTicketMessage(data)
 		if err != nil {
 			if !errors.Is(err, contracts.ErrBadMessage) {
 				t.Fatalf("DecodeTicketMessage(%q): %v does not wrap ErrBadMessage", data, err)
 			}
 			return
 		}
-		if m.V != contracts.SchemaVersion || m.Ticket.ID == "" || m.Ticket.Queue == "" ||
-			len(m.Ticket.Players) == 0 || m.Attempt < 0 {
-			t.Fatalf("DecodeTicketMessage(%q) accepted an incomplete message: %+v", data, m)
+		if m.V != contracts.SchemaVersion || len(m.Tickets) == 0 || len(m.Tickets)+len(rejected) > contracts.MaxTicketsPerMessage {
+			t.Fatalf("DecodeTicketMessage(%q) accepted a bad message: %+v", data, m)
 		}
-		reencode(t, m, contracts.DecodeTicketMessage)
+		for _, try := range m.Tickets {
+			if try.Ticket.ID == "" || try.Ticket.Queue == "" || len(try.Ticket.Players) == 0 || try.Attempt < 0 {
+				t.Fatalf("DecodeTicketMessage(%q) accepted an incomplete ticket: %+v", data, try)
+			}
+		}
+		for _, r := range rejected {
+			if !errors.Is(r.Err, contracts.ErrBadMessage) {
+				t.Fatalf("DecodeTicketMessage(%q) rejected an entry with %v, which does not wrap ErrBadMessage", data, r.Err)
+			}
+		}
+		reencode(t, m, func(b []byte) (contracts.TicketMessage, error) {
+			m, _, err := contracts.DecodeTicketMessage(b)
+			return m, err
+		})
 	})
 }
 
@@ -165,7 +179,7 @@ func FuzzDecodeMatchMessage(f *testing.F) {
 			}
 			return
 		}
-		if m.V != contracts.SchemaVersion || m.Match.ID == "" || len(m.Match.TicketIDs) == 0 || m.Attempt < 0 {
+		if m.V < contracts.MinSchemaVersion || m.V > contracts.SchemaVersion || m.Match.ID == "" || len(m.Match.TicketIDs) == 0 || m.Attempt < 0 {
 			t.Fatalf("DecodeMatchMessage(%q) accepted an incomplete message: %+v", data, m)
 		}
 		reencode(t, m, contracts.DecodeMatchMessage)

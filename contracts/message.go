@@ -8,19 +8,46 @@ import (
 	"io"
 )
 
-// SchemaVersion is the version of the queue messages this build writes and
-// reads. A consumer dead-letters a message of any other version rather than
-// guess at its meaning.
-const SchemaVersion = 1
+// SchemaVersion is the version of the queue messages this build writes.
+// Consumers read every version from MinSchemaVersion up to it, so that
+// messages queued by the previous build are still handled during a rolling
+// upgrade, and dead-letter any other rather than guess at its meaning.
+//
+// Version 2 carries many tickets per ticket message; version 1 carried one.
+// Match messages are the same in both.
+const SchemaVersion = 2
 
-// TicketMessage asks a matcher to find a match for one ticket. It carries a
-// snapshot of what matching needs so the first attempt reads nothing; the
-// store stays the authority on the ticket's status.
+// MinSchemaVersion is the oldest message version this build reads.
+const MinSchemaVersion = 1
+
+// MaxTicketsPerMessage bounds the tickets of one ticket message, so that a
+// message stays small enough for the broker to move as one.
+const MaxTicketsPerMessage = 256
+
+// TicketMessage asks a matcher to find matches for tickets, usually the
+// tickets of one queue that a front created within a millisecond or two,
+// or a matcher sent back to retry together. Each carries a snapshot of what
+// matching needs so that the first attempt reads nothing; the store stays
+// the authority on a ticket's status.
 type TicketMessage struct {
-	V      int    `json:"v"`
+	V       int         `json:"v"`
+	Tickets []TicketTry `json:"tickets"`
+}
+
+// TicketTry is one ticket of a ticket message.
+type TicketTry struct {
 	Ticket Ticket `json:"ticket"`
-	// Attempt counts the deliveries through the retry queue, from 0.
+	// Attempt counts the ticket's deliveries through the retry queue, from 0.
 	Attempt int `json:"attempt"`
+}
+
+// RejectedTicket is an entry of a ticket message that failed its checks
+// while the rest of the message was good: the consumer dead-letters it on
+// its own and handles the others.
+type RejectedTicket struct {
+	// Body is the entry as it was in the message.
+	Body []byte
+	Err  error
 }
 
 // MatchMessage asks an assigner to place a match on a game server.
@@ -34,24 +61,98 @@ type MatchMessage struct {
 // dead-letter it instead of retrying.
 var ErrBadMessage = errors.New("bad message")
 
-// DecodeTicketMessage decodes and checks a ticket message.
-func DecodeTicketMessage(b []byte) (TicketMessage, error) {
-	var m TicketMessage
-	if err := decodeMessage(b, &m, &m.V); err != nil {
-		return TicketMessage{}, err
+// EncodeTicketMessage encodes tries as one ticket message of the current
+// version; the caller keeps to MaxTicketsPerMessage.
+func EncodeTicketMessage(tries ...TicketTry) ([]byte, error) {
+	if len(tries) == 0 || len(tries) > MaxTicketsPerMessage {
+		return nil, fmt.Errorf("encoding a ticket message of %d tickets: want 1 to %d", len(tries), MaxTicketsPerMessage)
 	}
-	t := &m.Ticket
+	b, err := json.Marshal(TicketMessage{V: SchemaVersion, Tickets: tries})
+	if err != nil {
+		return nil, fmt.Errorf("encoding a ticket message: %w", err)
+	}
+	return b, nil
+}
+
+// EncodeMatchMessage encodes the message asking to place m, on its
+// attempt'th trip through the retry queue.
+func EncodeMatchMessage(m Match, attempt int) ([]byte, error) {
+	b, err := json.Marshal(MatchMessage{V: SchemaVersion, Match: m, Attempt: attempt})
+	if err != nil {
+		return nil, fmt.Errorf("encoding match message %s: %w", m.ID, err)
+	}
+	return b, nil
+}
+
+// ticketWire is a ticket message of any version as it is sent: version 1
+// has ticket and attempt at the top, version 2 a list of entries.
+type ticketWire struct {
+	V       int               `json:"v"`
+	Tickets []json.RawMessage `json:"tickets"`
+	Ticket  *Ticket           `json:"ticket"`
+	Attempt int               `json:"attempt"`
+}
+
+// DecodeTicketMessage decodes a ticket message of any version it reads,
+// answering it as version 2. An error (wrapping ErrBadMessage) condemns the
+// whole message; an entry that alone fails its checks is answered among
+// the rejected, for the consumer to dead-letter without holding up the
+// rest. A message with no good entry is an error.
+func DecodeTicketMessage(b []byte) (TicketMessage, []RejectedTicket, error) {
+	var w ticketWire
+	if err := decodeMessage(b, &w, &w.V); err != nil {
+		return TicketMessage{}, nil, err
+	}
+	if w.V == 1 {
+		if w.Ticket == nil {
+			return TicketMessage{}, nil, fmt.Errorf("%w: ticket is missing", ErrBadMessage)
+		}
+		try := TicketTry{Ticket: *w.Ticket, Attempt: w.Attempt}
+		if err := try.check(); err != nil {
+			return TicketMessage{}, nil, err
+		}
+		return TicketMessage{V: SchemaVersion, Tickets: []TicketTry{try}}, nil, nil
+	}
 	switch {
-	case t.ID == "":
-		return TicketMessage{}, fmt.Errorf("%w: ticket id is missing", ErrBadMessage)
-	case t.Queue == "":
-		return TicketMessage{}, fmt.Errorf("%w: ticket %s has no queue", ErrBadMessage, t.ID)
-	case len(t.Players) == 0:
-		return TicketMessage{}, fmt.Errorf("%w: ticket %s has no players", ErrBadMessage, t.ID)
-	case m.Attempt < 0:
-		return TicketMessage{}, fmt.Errorf("%w: negative attempt", ErrBadMessage)
+	case len(w.Tickets) == 0:
+		return TicketMessage{}, nil, fmt.Errorf("%w: no tickets", ErrBadMessage)
+	case len(w.Tickets) > MaxTicketsPerMessage:
+		return TicketMessage{}, nil, fmt.Errorf("%w: %d tickets, more than %d", ErrBadMessage, len(w.Tickets), MaxTicketsPerMessage)
 	}
-	return m, nil
+	m := TicketMessage{V: SchemaVersion, Tickets: make([]TicketTry, 0, len(w.Tickets))}
+	var rejected []RejectedTicket
+	for i, raw := range w.Tickets {
+		var try TicketTry
+		err := json.Unmarshal(raw, &try)
+		if err != nil {
+			err = fmt.Errorf("%w: ticket %d: %v", ErrBadMessage, i, err)
+		} else {
+			err = try.check()
+		}
+		if err != nil {
+			rejected = append(rejected, RejectedTicket{Body: raw, Err: err})
+			continue
+		}
+		m.Tickets = append(m.Tickets, try)
+	}
+	if len(m.Tickets) == 0 {
+		return TicketMessage{}, nil, fmt.Errorf("no good ticket in the message: %w", rejected[0].Err)
+	}
+	return m, rejected, nil
+}
+
+func (t *TicketTry) check() error {
+	switch {
+	case t.Ticket.ID == "":
+		return fmt.Errorf("%w: ticket id is missing", ErrBadMessage)
+	case t.Ticket.Queue == "":
+		return fmt.Errorf("%w: ticket %s has no queue", ErrBadMessage, t.Ticket.ID)
+	case len(t.Ticket.Players) == 0:
+		return fmt.Errorf("%w: ticket %s has no players", ErrBadMessage, t.Ticket.ID)
+	case t.Attempt < 0:
+		return fmt.Errorf("%w: ticket %s: negative attempt", ErrBadMessage, t.Ticket.ID)
+	}
+	return nil
 }
 
 // DecodeMatchMessage decodes and checks a match message.
@@ -79,8 +180,8 @@ func decodeMessage(b []byte, dst any, version *int) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("%w: data after the message", ErrBadMessage)
 	}
-	if *version != SchemaVersion {
-		return fmt.Errorf("%w: schema version %d, want %d", ErrBadMessage, *version, SchemaVersion)
+	if *version < MinSchemaVersion || *version > SchemaVersion {
+		return fmt.Errorf("%w: schema version %d, want %d to %d", ErrBadMessage, *version, MinSchemaVersion, SchemaVersion)
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +34,8 @@ type Store interface {
 	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
 }
 
-// Publisher hands ticket messages to the matchers.
+// Publisher hands ticket messages to the matchers, and returns once the
+// broker has them.
 type Publisher interface {
 	Publish(ctx context.Context, name string, bodies ...[]byte) error
 }
@@ -64,13 +64,13 @@ const finishTimeout = 10 * time.Second
 
 // API serves the player API.
 type API struct {
-	queues  *queues.Set
-	store   Store
-	pub     Publisher
-	poller  *longpoll.Poller
-	metrics *metrics.Metrics
-	log     *slog.Logger
-	now     func() time.Time
+	queues    *queues.Set
+	store     Store
+	announcer *announcer
+	poller    *longpoll.Poller
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+	now       func() time.Time
 	// creating holds a token per create in progress, when bounded.
 	creating chan struct{}
 }
@@ -78,13 +78,13 @@ type API struct {
 // New builds the API from cfg.
 func New(cfg Config) *API {
 	a := &API{
-		queues:  cfg.Queues,
-		store:   cfg.Store,
-		pub:     cfg.Publisher,
-		poller:  cfg.Poller,
-		metrics: cfg.Metrics,
-		log:     cfg.Log,
-		now:     cfg.Now,
+		queues:    cfg.Queues,
+		store:     cfg.Store,
+		announcer: &announcer{pub: cfg.Publisher},
+		poller:    cfg.Poller,
+		metrics:   cfg.Metrics,
+		log:       cfg.Log,
+		now:       cfg.Now,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -238,15 +238,11 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Tic
 // and announced by the reaper, and matched for a player who was told it
 // failed.
 func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue, idem store.Idempotency) error {
-	body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
-	if err != nil {
-		return fmt.Errorf("encoding ticket message: %w", err)
-	}
 	// Whatever happens next is finished even if the client leaves now,
 	// so that the ticket is either announced or removed.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
-	err = a.store.CreateTicketOnce(ctx, t, t.CreatedAt.Add(q.MaxWait), idem)
+	err := a.store.CreateTicketOnce(ctx, t, t.CreatedAt.Add(q.MaxWait), idem)
 	switch {
 	case errors.Is(err, store.ErrReplay):
 		return err
@@ -257,8 +253,8 @@ func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue, id
 		// The reply may have been lost after the ticket was written.
 		return a.undo(ctx, t, fmt.Errorf("creating ticket: %w", err))
 	}
-	if err := a.pub.Publish(ctx, contracts.TicketQueue(q.Name), body); err != nil {
-		return a.undo(ctx, t, fmt.Errorf("publishing ticket: %w", err))
+	if err := a.announcer.announce(ctx, t); err != nil {
+		return a.undo(ctx, t, fmt.Errorf("announcing ticket: %w", err))
 	}
 	return nil
 }

@@ -250,14 +250,15 @@ func decodeProblem(t testing.TB, r response) contracts.Problem {
 }
 
 // published takes every ticket message on queue's broker queue, waiting up
-// to settle after the last one for any straggler.
-func (e *frontEnv) published(queue string, settle time.Duration) []contracts.TicketMessage {
+// to settle after the last one for any straggler, and answers their
+// tickets.
+func (e *frontEnv) published(queue string, settle time.Duration) []contracts.TicketTry {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var (
 		mu   sync.Mutex
-		msgs []contracts.TicketMessage
+		msgs []contracts.TicketTry
 		errs []error
 	)
 	got := make(chan struct{}, 1)
@@ -265,12 +266,17 @@ func (e *frontEnv) published(queue string, settle time.Duration) []contracts.Tic
 	go func() {
 		done <- e.broker.Consume(ctx, contracts.TicketQueue(queue), broker.ConsumeOptions{Prefetch: 16, Workers: 1},
 			func(ctx context.Context, m broker.Message) error {
-				msg, err := contracts.DecodeTicketMessage(m.Body)
+				msg, rejected, err := contracts.DecodeTicketMessage(m.Body)
 				mu.Lock()
-				if err != nil {
+				switch {
+				case err != nil:
 					errs = append(errs, err)
-				} else {
-					msgs = append(msgs, msg)
+				case len(rejected) > 0:
+					errs = append(errs, rejected[0].Err)
+				case msg.V != contracts.SchemaVersion:
+					errs = append(errs, fmt.Errorf("message of version %d", msg.V))
+				default:
+					msgs = append(msgs, msg.Tickets...)
 				}
 				mu.Unlock()
 				select {
@@ -354,7 +360,7 @@ func TestCreateTicket(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages published, want 1", len(msgs))
 	}
-	if m := msgs[0]; m.V != contracts.SchemaVersion || m.Attempt != 0 || m.Ticket.ID != tk.ID ||
+	if m := msgs[0]; m.Attempt != 0 || m.Ticket.ID != tk.ID ||
 		m.Ticket.Queue != "duel" || m.Ticket.Players[0].Skill != 1520 || !m.Ticket.CreatedAt.Equal(now) {
 		t.Errorf("message = %+v", m)
 	}
@@ -817,11 +823,12 @@ type deliveredThenLost struct {
 
 func (p deliveredThenLost) Publish(ctx context.Context, _ string, bodies ...[]byte) error {
 	for _, body := range bodies {
-		var msg contracts.TicketMessage
-		if err := json.Unmarshal(body, &msg); err != nil {
-			p.t.Errorf("decoding published ticket: %v", err)
+		tm, _, err := contracts.DecodeTicketMessage(body)
+		if err != nil || len(tm.Tickets) != 1 {
+			p.t.Errorf("decoding published ticket: %v, %d tickets", err, len(tm.Tickets))
 			continue
 		}
+		msg := tm.Tickets[0]
 		rival := contracts.Ticket{
 			ID: store.NewID(msg.Ticket.Queue), Queue: msg.Ticket.Queue, Status: contracts.StatusSearching,
 			Version: 1, CreatedAt: clock, UpdatedAt: clock, Players: []contracts.Player{{ID: "rival", Skill: 1500}},

@@ -3,8 +3,6 @@ package matcher
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -33,41 +31,52 @@ import (
 // publish. Every call still answers for its own message, so
 // acknowledgement stays per message and after the effect is durable.
 
-// ticketCall is one Handle call waiting for its batch.
+// ticketCall is one ticket of a Handle call, waiting for its batch.
 type ticketCall struct {
-	msg         contracts.TicketMessage
+	msg         contracts.TicketTry
 	redelivered bool
 	err         error
-	// done receives false once the call's batch is handled and err holds
-	// its outcome, or true when the call is to lead the next batch.
+}
+
+// callGroup is the tickets of one Handle call.
+type callGroup struct {
+	calls []*ticketCall
+	// done receives false once the group's batch is handled and each
+	// call's err holds its outcome, or true when the group is to lead the
+	// next batch.
 	done chan bool
 }
 
-// combiner queues calls for the batch after the one being handled.
+// combiner queues the groups of calls for the batch after the one being
+// handled.
 type combiner struct {
 	mu      sync.Mutex
-	waiting []*ticketCall
-	leading bool // a call is handling a batch, or is about to
+	waiting []*callGroup
+	leading bool // a group is handling a batch, or is about to
 }
 
-// combine handles c in a batch and answers its outcome.
-func (m *Matcher) combine(ctx context.Context, c *ticketCall) error {
-	c.done = make(chan bool, 1)
+// combine handles calls in a batch; each call's err is then its outcome.
+func (m *Matcher) combine(ctx context.Context, calls []*ticketCall) {
+	g := &callGroup{calls: calls, done: make(chan bool, 1)}
 	b := &m.batches
 	b.mu.Lock()
-	b.waiting = append(b.waiting, c)
+	b.waiting = append(b.waiting, g)
 	if b.leading {
 		b.mu.Unlock()
-		if lead := <-c.done; !lead {
-			return c.err
+		if lead := <-g.done; !lead {
+			return
 		}
 		b.mu.Lock()
 	}
 	b.leading = true
-	batch := b.waiting
+	groups := b.waiting
 	b.waiting = nil
 	b.mu.Unlock()
 
+	var batch []*ticketCall
+	for _, o := range groups {
+		batch = append(batch, o.calls...)
+	}
 	// The store's part of the batch is done before the next batch starts,
 	// so that it sees this one's claims; the publishes wait for RabbitMQ's
 	// confirms, which the next batch need not wait for.
@@ -84,12 +93,11 @@ func (m *Matcher) combine(ctx context.Context, c *ticketCall) error {
 	}
 
 	publish()
-	for _, o := range batch {
-		if o != c {
+	for _, o := range groups {
+		if o != g {
 			o.done <- false
 		}
 	}
-	return c.err
 }
 
 // handleBatch does the store's part of handling calls, a queue at a time,
@@ -133,7 +141,7 @@ type searcher struct {
 type outcome struct {
 	matches    []formed
 	matchCalls []*ticketCall
-	retries    [][]byte
+	retries    []contracts.TicketTry
 	retryCalls []*ticketCall
 }
 
@@ -160,175 +168,215 @@ func (m *Matcher) each(n int, fn func(i int)) {
 	wg.Wait()
 }
 
-// handleQueue does the store's part for the calls of one queue, in four
-// steps, each a round of store calls made at once: read what the messages
-// cannot be trusted to carry; read the pool near every ticket; claim the
-// matches chosen from those candidates and the batch itself, oldest ticket
-// first; and put the rest in the pool and look once more. It answers the
-// publishes that remain: the matches, and the retries of the tickets still
-// unmatched.
+// handleQueue does the store's part for the calls of one queue, in rounds
+// of store calls made at once (see round). It answers the publishes that
+// remain: the matches, and the retries of the tickets still unmatched.
 func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*ticketCall) (publish func()) {
 	live := m.searchers(ctx, q, calls)
 	if len(live) == 0 {
 		return func() {}
 	}
-	byID := make(map[string]*searcher, len(live))
-	for _, s := range live {
-		byID[s.ticket.ID] = s
-	}
-	var out outcome
-	// apply records a search's result for self and for every ticket of
-	// the batch its match took.
-	apply := func(self *searcher, f found) {
-		if f.err != nil {
-			self.call.err = f.err
-			self.settled = true
-			return
-		}
-		self.settled = self.settled || f.settled
-		if f.match == nil {
-			return
-		}
-		out.matches = append(out.matches, formed{f.match, f.entries})
-		for _, e := range f.entries {
-			if s, ok := byID[e.TicketID]; ok {
-				s.settled = true
-				out.matchCalls = append(out.matchCalls, s.call)
-			}
-		}
-	}
+	r := m.newRound(q, live)
+	r.claim(ctx, r.propose(r.readPools(ctx)))
+	r.research(ctx)
+	r.pool(ctx)
+	r.retry()
+	return func() { m.publish(ctx, q, &r.out, r.now) }
+}
 
-	// The pool near every ticket.
-	now := m.cfg.Now()
-	limit := m.candidateLimit(q)
-	pools := make([][]store.PoolEntry, len(live))
-	m.each(len(live), func(i int) {
+// round is the store's part of one queue's tickets of a batch. Its steps,
+// each a round of store calls made at once: read the pool near every
+// ticket; claim the matches chosen from those candidates and the batch
+// itself, oldest ticket first; search again, one by one, for the tickets
+// whose claim another matcher or a cancel beat; put the rest in the pool
+// and look once more; and send what is left to retry.
+type round struct {
+	m     *Matcher
+	q     *queues.Queue
+	now   time.Time
+	limit int // pool entries read on each side of a ticket's skill
+	live  []*searcher
+	byID  map[string]*searcher
+	near  *neighbours
+	// again holds the tickets that lost a claim, to search once more.
+	again []*searcher
+	out   outcome
+}
+
+func (m *Matcher) newRound(q *queues.Queue, live []*searcher) *round {
+	r := &round{m: m, q: q, now: m.cfg.Now(), limit: m.candidateLimit(q), live: live,
+		byID: make(map[string]*searcher, len(live))}
+	for _, s := range live {
+		r.byID[s.ticket.ID] = s
+	}
+	r.near = newNeighbours(live, q.Skill.Max, r.limit)
+	return r
+}
+
+// readPools reads the pool near every ticket.
+func (r *round) readPools(ctx context.Context) [][]store.PoolEntry {
+	pools := make([][]store.PoolEntry, len(r.live))
+	r.m.each(len(r.live), func(i int) {
+		s := r.live[i]
 		var err error
-		pools[i], err = m.cfg.Store.Candidates(ctx, q.Name, live[i].entry.Skill, q.Skill.Max, limit)
+		pools[i], err = r.m.cfg.Store.Candidates(ctx, r.q.Name, s.entry.Skill, r.q.Skill.Max, r.limit)
 		if err != nil {
-			live[i].call.err = fmt.Errorf("searching the %s pool: %w", q.Name, err)
-			live[i].settled = true
+			r.failed(s, fmt.Errorf("searching the %s pool: %w", r.q.Name, err))
 		}
 	})
+	return pools
+}
 
-	// Choose matches, the longest-waiting ticket first, among its pool
-	// candidates and the rest of the batch, then claim them all at once.
-	type proposal struct {
-		self    *searcher
-		region  string
-		entries []store.PoolEntry
-		teams   [][]int
-		members []*searcher // of the batch, self included
-		found   found
-	}
-	var (
-		proposals []*proposal
-		taken     = make(map[string]bool)
-		retry     []*searcher // lost a claim: search again on their own
-	)
-	near := newNeighbours(live, q.Skill.Max, limit)
-	for i, s := range live {
+// proposal is a match chosen for self, not yet claimed.
+type proposal struct {
+	self    *searcher
+	pick    pick
+	members []*searcher // of the batch, self included
+	found   found
+	lost    string
+}
+
+// propose chooses matches, the longest-waiting ticket first, among its
+// pool candidates and the rest of the batch, each entry in one proposal at
+// most.
+func (r *round) propose(pools [][]store.PoolEntry) []*proposal {
+	var proposals []*proposal
+	taken := make(map[string]bool)
+	for i, s := range r.live {
 		if s.settled {
 			continue
 		}
-		cands := make([]store.PoolEntry, 0, len(pools[i])+len(live))
+		cands := make([]store.PoolEntry, 0, len(pools[i])+len(r.live))
 		for _, c := range pools[i] {
 			if !taken[c.TicketID] {
 				cands = append(cands, c)
 			}
 		}
-		cands = withExtra(cands, near.of(s))
-		entries, region, teams, ok := findMatch(q, s.entry, cands, nil, now)
+		pk, ok := choose(r.q, s.entry, withExtra(cands, r.near.of(s)), nil, r.now)
 		if !ok {
 			continue
 		}
-		p := &proposal{self: s, region: region, entries: entries, teams: teams}
-		for _, e := range entries {
+		p := &proposal{self: s, pick: pk}
+		for _, e := range pk.entries {
 			taken[e.TicketID] = true
-			if o, ok := byID[e.TicketID]; ok {
+			if o, ok := r.byID[e.TicketID]; ok {
 				o.settled = true
 				p.members = append(p.members, o)
 			}
 		}
 		proposals = append(proposals, p)
 	}
-	m.each(len(proposals), func(i int) {
+	return proposals
+}
+
+// claim claims the proposals at once. The members of a proposal that lost
+// to another matcher's claim or a cancel search again, but for the ticket
+// that was taken.
+func (r *round) claim(ctx context.Context, proposals []*proposal) {
+	r.m.each(len(proposals), func(i int) {
 		p := proposals[i]
-		match, err := m.formMatch(ctx, q, p.region, now, p.entries, p.teams)
-		p.found = found{match: &match, entries: p.entries, settled: true, err: err}
+		p.found, p.lost = r.m.claim(ctx, r.q, p.self.entry, p.pick, r.now)
 	})
 	for _, p := range proposals {
-		var conflict *store.ConflictError
-		switch err := p.found.err; {
-		case err == nil:
-			apply(p.self, p.found)
-		case errors.As(err, &conflict):
-			// Someone else's claim or cancel came first. The ticket
-			// that blocked it is no longer searching; the others are.
+		switch {
+		case p.found.err != nil:
 			for _, o := range p.members {
-				if o.ticket.ID == conflict.TicketID {
-					continue
-				}
-				o.settled = false
-				retry = append(retry, o)
+				r.failed(o, p.found.err)
 			}
+		case p.found.match != nil:
+			r.apply(p.self, p.found)
 		default:
 			for _, o := range p.members {
-				o.call.err = err
+				if o == p.self && p.lost == "" {
+					continue // self was taken: settled
+				}
+				if o.ticket.ID != p.lost {
+					o.settled = false
+					r.again = append(r.again, o)
+				}
 			}
 		}
 	}
-	for _, s := range retry {
-		if s.settled {
-			continue
-		}
-		apply(s, m.search(ctx, q, s.entry, near.of(s), now))
-	}
+}
 
-	// The misses join the pool, then look once more: a ticket that joined
-	// while we searched (another matcher's) may have missed us too, and
-	// one of the two of us now sees the other, so neither waits a full
-	// retry delay for nothing.
+// research searches again for the tickets that lost a claim, one after
+// another, so that they do not race each other for the same candidates.
+func (r *round) research(ctx context.Context) {
+	for _, s := range r.again {
+		if !s.settled {
+			r.apply(s, r.m.search(ctx, r.q, s.entry, r.near.of(s), r.now))
+		}
+	}
+}
+
+// pool puts the tickets still unmatched in the pool, then looks once more:
+// a ticket that joined while we searched (another matcher's) may have
+// missed us too, and one of the two of us now sees the other, so neither
+// waits a full retry delay for nothing.
+func (r *round) pool(ctx context.Context) {
 	var missed []*searcher
-	for _, s := range live {
+	for _, s := range r.live {
 		if !s.settled {
 			missed = append(missed, s)
 		}
 	}
 	added := make([]bool, len(missed))
-	m.each(len(missed), func(i int) {
+	r.m.each(len(missed), func(i int) {
 		s := missed[i]
-		in, err := m.cfg.Store.AddToPool(ctx, q.Name, s.entry)
+		in, err := r.m.cfg.Store.AddToPool(ctx, r.q.Name, s.entry)
 		if err != nil {
 			s.call.err = fmt.Errorf("adding ticket %s to the pool: %w", s.ticket.ID, err)
 		}
 		added[i] = in && err == nil
 	})
 	results := make([]found, len(missed))
-	m.each(len(missed), func(i int) {
+	r.m.each(len(missed), func(i int) {
 		if !added[i] {
 			results[i].settled = true // cancelled or matched meanwhile, or failed
 			return
 		}
-		results[i] = m.search(ctx, q, missed[i].entry, nil, m.cfg.Now())
+		results[i] = r.m.search(ctx, r.q, missed[i].entry, nil, r.m.cfg.Now())
 	})
 	for i, s := range missed {
-		apply(s, results[i])
+		r.apply(s, results[i])
 	}
-	for _, s := range missed {
-		if s.settled {
-			continue
-		}
-		next, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: s.ticket, Attempt: s.call.msg.Attempt + 1})
-		if err != nil {
-			s.call.err = fmt.Errorf("encoding retry of ticket %s: %w", s.ticket.ID, err)
-			continue
-		}
-		out.retries = append(out.retries, next)
-		out.retryCalls = append(out.retryCalls, s.call)
-	}
+}
 
-	return func() { m.publish(ctx, q, &out, now) }
+// retry sends the tickets still unmatched to the retry queue, each with
+// its next attempt.
+func (r *round) retry() {
+	for _, s := range r.live {
+		if !s.settled {
+			r.out.retries = append(r.out.retries, contracts.TicketTry{Ticket: s.ticket, Attempt: s.call.msg.Attempt + 1})
+			r.out.retryCalls = append(r.out.retryCalls, s.call)
+		}
+	}
+}
+
+// apply records a search's result for self and for every ticket of the
+// batch its match took.
+func (r *round) apply(self *searcher, f found) {
+	if f.err != nil {
+		r.failed(self, f.err)
+		return
+	}
+	self.settled = self.settled || f.settled
+	if f.match == nil {
+		return
+	}
+	r.out.matches = append(r.out.matches, formed{f.match, f.entries})
+	for _, e := range f.entries {
+		if s, ok := r.byID[e.TicketID]; ok {
+			s.settled = true
+			r.out.matchCalls = append(r.out.matchCalls, s.call)
+		}
+	}
+}
+
+// failed ends s's part in the round with err, its message's outcome.
+func (r *round) failed(s *searcher, err error) {
+	s.call.err = err
+	s.settled = true
 }
 
 // searchers reads the tickets of calls that are still searching, expires
@@ -418,13 +466,14 @@ func (n *neighbours) of(s *searcher) []store.PoolEntry {
 }
 
 // publish sends a batch's matches and retries, each kind in one confirmed
-// publish, and fails the calls that waited for a publish that failed.
+// publish (the retries as few messages as MaxTicketsPerMessage allows), and
+// fails the calls that waited for a publish that failed.
 func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, now time.Time) {
 	bodies := make([][]byte, 0, len(out.matches))
 	for _, f := range out.matches {
-		body, err := json.Marshal(contracts.MatchMessage{V: contracts.SchemaVersion, Match: *f.match})
+		body, err := contracts.EncodeMatchMessage(*f.match, 0)
 		if err != nil {
-			fail(out.matchCalls, fmt.Errorf("encoding match %s: %w", f.match.ID, err))
+			fail(out.matchCalls, err)
 			bodies = nil
 			break
 		}
@@ -444,12 +493,29 @@ func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, no
 	}
 	if len(out.retries) > 0 {
 		name := contracts.TicketQueue(q.Name)
-		if err := m.cfg.Publisher.PublishDelayed(ctx, name, out.retries...); err != nil {
+		bodies, err := encodeTickets(out.retries)
+		if err == nil {
+			err = m.cfg.Publisher.PublishDelayed(ctx, name, bodies...)
+		}
+		if err != nil {
 			fail(out.retryCalls, fmt.Errorf("sending %d tickets to retry: %w", len(out.retries), err))
 		} else {
 			m.cfg.Metrics.Requeues.WithLabelValues(name, "no_match").Add(float64(len(out.retries)))
 		}
 	}
+}
+
+// encodeTickets encodes tries in as few ticket messages as they fit.
+func encodeTickets(tries []contracts.TicketTry) ([][]byte, error) {
+	bodies := make([][]byte, 0, (len(tries)+contracts.MaxTicketsPerMessage-1)/contracts.MaxTicketsPerMessage)
+	for chunk := range slices.Chunk(tries, contracts.MaxTicketsPerMessage) {
+		body, err := contracts.EncodeTicketMessage(chunk...)
+		if err != nil {
+			return nil, err
+		}
+		bodies = append(bodies, body)
+	}
+	return bodies, nil
 }
 
 func fail(calls []*ticketCall, err error) {

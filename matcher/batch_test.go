@@ -2,7 +2,6 @@ package matcher
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,13 +20,20 @@ import (
 // recorder is a Publisher that keeps what it is given, a call at a time.
 type recorder struct {
 	mu      sync.Mutex
-	matches [][][]byte // one element per Publish call
+	matches [][][]byte // one element per Publish call to the match queue
 	retries [][][]byte // one element per PublishDelayed call
+	dead    [][]byte   // every dead letter
+	// failRetries, if set, fails every PublishDelayed.
+	failRetries error
 }
 
-func (r *recorder) Publish(_ context.Context, _ string, bodies ...[]byte) error {
+func (r *recorder) Publish(_ context.Context, name string, bodies ...[]byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if name == contracts.DeadLetterQueue {
+		r.dead = append(r.dead, bodies...)
+		return nil
+	}
 	r.matches = append(r.matches, bodies)
 	return nil
 }
@@ -35,6 +41,9 @@ func (r *recorder) Publish(_ context.Context, _ string, bodies ...[]byte) error 
 func (r *recorder) PublishDelayed(_ context.Context, _ string, bodies ...[]byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.failRetries != nil {
+		return r.failRetries
+	}
 	r.retries = append(r.retries, bodies)
 	return nil
 }
@@ -49,6 +58,12 @@ type batchEnv struct {
 
 func newBatchEnv(t *testing.T) *batchEnv {
 	t.Helper()
+	return newBatchEnvWith(t, func(s Store) Store { return s })
+}
+
+// newBatchEnvWith is newBatchEnv whose matcher sees the store through wrap.
+func newBatchEnvWith(t *testing.T, wrap func(Store) Store) *batchEnv {
+	t.Helper()
 	q := queues.Duel()
 	set, err := queues.NewSet(q)
 	if err != nil {
@@ -57,13 +72,13 @@ func newBatchEnv(t *testing.T) *batchEnv {
 	st := memstore.New(memstore.Options{})
 	pub := &recorder{}
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	m := New(Config{Queues: set, Store: st, Publisher: pub, Metrics: metrics.NewUnregistered(), Batch: true,
+	m := New(Config{Queues: set, Store: wrap(st), Publisher: pub, Metrics: metrics.NewUnregistered(), Batch: true,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }})
 	return &batchEnv{st: st, pub: pub, m: m, q: q, now: now}
 }
 
 // ticket stores a fresh ticket created age ago and answers its message.
-func (e *batchEnv) ticket(t *testing.T, id string, skill float64, age time.Duration) contracts.TicketMessage {
+func (e *batchEnv) ticket(t *testing.T, id string, skill float64, age time.Duration) contracts.TicketTry {
 	t.Helper()
 	created := e.now.Add(-age)
 	tk := contracts.Ticket{ID: e.q.Name + "." + id, Queue: e.q.Name, Status: contracts.StatusSearching, Version: 1,
@@ -71,7 +86,7 @@ func (e *batchEnv) ticket(t *testing.T, id string, skill float64, age time.Durat
 	if err := e.st.CreateTicket(t.Context(), tk, created.Add(e.q.MaxWait)); err != nil {
 		t.Fatal(err)
 	}
-	return contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: tk}
+	return contracts.TicketTry{Ticket: tk}
 }
 
 func (e *batchEnv) status(t *testing.T, id string) contracts.Status {
@@ -89,7 +104,7 @@ func (e *batchEnv) status(t *testing.T, id string) contracts.Status {
 // publish; the ticket left over joins the pool and goes out in one retry.
 func TestBatchPairsWithinItself(t *testing.T) {
 	e := newBatchEnv(t)
-	msgs := []contracts.TicketMessage{
+	msgs := []contracts.TicketTry{
 		e.ticket(t, "a", 1500, 1*time.Second),
 		e.ticket(t, "b", 1510, 2*time.Second),
 		e.ticket(t, "c", 1540, 3*time.Second),
@@ -98,7 +113,7 @@ func TestBatchPairsWithinItself(t *testing.T) {
 	}
 	var calls []*ticketCall
 	for _, msg := range msgs {
-		calls = append(calls, &ticketCall{msg: msg, done: make(chan bool, 1)})
+		calls = append(calls, &ticketCall{msg: msg})
 	}
 	e.m.handleBatch(t.Context(), calls)()
 
@@ -136,10 +151,11 @@ func TestBatchPairsWithinItself(t *testing.T) {
 	if len(e.pub.retries) != 1 || len(e.pub.retries[0]) != 1 {
 		t.Fatalf("retry publishes: %v; want one call with the lone ticket", e.pub.retries)
 	}
-	var retry contracts.TicketMessage
-	if err := json.Unmarshal(e.pub.retries[0][0], &retry); err != nil {
-		t.Fatal(err)
+	retries, _, err := contracts.DecodeTicketMessage(e.pub.retries[0][0])
+	if err != nil || len(retries.Tickets) != 1 {
+		t.Fatalf("retry message %s: %v; want one ticket", e.pub.retries[0][0], err)
 	}
+	retry := retries.Tickets[0]
 	if retry.Ticket.ID != "duel.lone" || retry.Attempt != 1 {
 		t.Errorf("retry of %s attempt %d, want duel.lone attempt 1", retry.Ticket.ID, retry.Attempt)
 	}
@@ -157,8 +173,7 @@ func TestConcurrentHandlesMatchEveryTicketOnce(t *testing.T) {
 	const n = 400
 	bodies := make([][]byte, n)
 	for i := range n {
-		msg := e.ticket(t, fmt.Sprint(i), 1500, time.Duration(i)*time.Millisecond)
-		b, err := json.Marshal(msg)
+		b, err := contracts.EncodeTicketMessage(e.ticket(t, fmt.Sprint(i), 1500, time.Duration(i)*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}

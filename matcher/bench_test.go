@@ -2,7 +2,6 @@ package matcher
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,7 +60,7 @@ func benchmarkMatchPair(b *testing.B, st store.Store) {
 		if err := st.CreateTicket(ctx, t, now.Add(q.MaxWait)); err != nil {
 			b.Fatal(err)
 		}
-		body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
+		body, err := contracts.EncodeTicketMessage(contracts.TicketTry{Ticket: t})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,8 +8,8 @@
 package matcher
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,25 +78,74 @@ func New(cfg Config) *Matcher {
 // candidate to another matcher before it settles for the pool.
 const claimAttempts = 3
 
-// Handle is the broker.Handler for ticket messages. With Config.Batch,
-// messages that arrive while another batch is being handled wait and are
-// handled together as the next batch (see batch.go), so concurrent
-// deliveries pair up among themselves instead of racing for the same pool
-// entries.
+// Handle is the broker.Handler for ticket messages. The tickets of one
+// message are handled as one batch; with Config.Batch, messages that arrive
+// while another batch is being handled wait and are handled together as the
+// next batch (see batch.go), so concurrent deliveries pair up among
+// themselves instead of racing for the same pool entries.
+//
+// An entry of the message that can never be handled is dead-lettered on its
+// own. Tickets whose handling failed on the way (the store or the broker
+// failed them) go back through the retry queue in one message, so that the
+// others are acknowledged with the delivery; only if that fails too is the
+// whole delivery redelivered, which matches nobody twice (see current).
 func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
-	tm, err := contracts.DecodeTicketMessage(msg.Body)
+	tm, rejected, err := contracts.DecodeTicketMessage(msg.Body)
 	if err != nil {
 		return m.deadLetter("unknown", err)
 	}
-	if _, ok := m.cfg.Queues.Get(tm.Ticket.Queue); !ok {
-		return m.deadLetter(tm.Ticket.Queue, fmt.Errorf("ticket %s names unknown queue %q", tm.Ticket.ID, tm.Ticket.Queue))
+	calls := make([]*ticketCall, 0, len(tm.Tickets))
+	for _, try := range tm.Tickets {
+		if _, ok := m.cfg.Queues.Get(try.Ticket.Queue); !ok {
+			body, _ := contracts.EncodeTicketMessage(try)
+			rejected = append(rejected, contracts.RejectedTicket{Body: body,
+				Err: fmt.Errorf("ticket %s names unknown queue %q", try.Ticket.ID, try.Ticket.Queue)})
+			continue
+		}
+		calls = append(calls, &ticketCall{msg: try, redelivered: msg.Redelivered})
 	}
-	c := &ticketCall{msg: tm, redelivered: msg.Redelivered}
+	if len(calls) == 0 {
+		return m.deadLetter("unknown", rejected[0].Err)
+	}
+	if err := m.deadLetterEach(ctx, calls[0].msg.Ticket.Queue, rejected); err != nil {
+		return err
+	}
 	if !m.cfg.Batch {
-		m.handleBatch(ctx, []*ticketCall{c})()
-		return c.err
+		m.handleBatch(ctx, calls)()
+	} else {
+		m.combine(ctx, calls)
 	}
-	return m.combine(ctx, c)
+	return m.settle(ctx, calls)
+}
+
+// settle answers the outcome of a delivery whose tickets were handled as
+// calls: nil if every one was, or once the failed ones are back in the
+// retry queue.
+func (m *Matcher) settle(ctx context.Context, calls []*ticketCall) error {
+	var failed []contracts.TicketTry
+	var first error
+	for _, c := range calls {
+		if c.err != nil {
+			failed = append(failed, contracts.TicketTry{Ticket: c.msg.Ticket, Attempt: c.msg.Attempt + 1})
+			first = cmp.Or(first, c.err)
+		}
+	}
+	switch {
+	case len(failed) == 0:
+		return nil
+	case len(failed) == len(calls):
+		return first
+	}
+	body, err := contracts.EncodeTicketMessage(failed...)
+	if err == nil {
+		err = m.cfg.Publisher.PublishDelayed(ctx, contracts.TicketQueue(failed[0].Ticket.Queue), body)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; sending the %d failed tickets of the message to retry: %w", first, len(failed), err)
+	}
+	m.cfg.Log.Debug("tickets of a message failed; retrying them", "queue", failed[0].Ticket.Queue, "tickets", len(failed), "err", first)
+	m.cfg.Metrics.Requeues.WithLabelValues(contracts.TicketQueue(failed[0].Ticket.Queue), "error").Add(float64(len(failed)))
+	return nil
 }
 
 // current reads the ticket of c as it stands now. It reports false when
@@ -145,7 +194,7 @@ func (m *Matcher) candidateLimit(q *queues.Queue) int {
 
 // search looks for a match for self among the pool's candidates and
 // extra (tickets of the same batch within reach, not all in the pool), and
-// claims it.
+// claims it; a candidate taken first is left out of the next try.
 func (m *Matcher) search(ctx context.Context, q *queues.Queue, self store.PoolEntry, extra []store.PoolEntry, now time.Time) found {
 	var lost map[string]bool
 	for range claimAttempts {
@@ -153,27 +202,54 @@ func (m *Matcher) search(ctx context.Context, q *queues.Queue, self store.PoolEn
 		if err != nil {
 			return found{err: fmt.Errorf("searching the %s pool: %w", q.Name, err)}
 		}
-		entries, region, teams, ok := findMatch(q, self, withExtra(cands, extra), lost, now)
+		pk, ok := choose(q, self, withExtra(cands, extra), lost, now)
 		if !ok {
 			return found{}
 		}
-		formed, err := m.formMatch(ctx, q, region, now, entries, teams)
-		var conflict *store.ConflictError
-		switch {
-		case err == nil:
-			return found{match: &formed, entries: entries, settled: true}
-		case errors.As(err, &conflict) && conflict.TicketID == self.TicketID:
-			return found{settled: true} // cancelled, or matched by another matcher
-		case errors.As(err, &conflict):
-			if lost == nil {
-				lost = make(map[string]bool)
-			}
-			lost[conflict.TicketID] = true
-		default:
-			return found{err: err}
+		f, taken := m.claim(ctx, q, self, pk, now)
+		if taken == "" {
+			return f
 		}
+		if lost == nil {
+			lost = make(map[string]bool)
+		}
+		lost[taken] = true
 	}
 	return found{}
+}
+
+// pick is a match chosen for a ticket: its entries, their region, and the
+// teams as indexes into entries.
+type pick struct {
+	entries []store.PoolEntry
+	region  string
+	teams   [][]int
+}
+
+// choose picks the best match for self among cands, but for the tickets
+// of exclude.
+func choose(q *queues.Queue, self store.PoolEntry, cands []store.PoolEntry, exclude map[string]bool, now time.Time) (pick, bool) {
+	entries, region, teams, ok := findMatch(q, self, cands, exclude, now)
+	return pick{entries: entries, region: region, teams: teams}, ok
+}
+
+// claim claims pk as self's match and reads the outcome, the one place a
+// lost claim is understood: the match; or settled with no match, when
+// self itself was taken first (cancelled, or matched by another matcher);
+// or the id of another ticket of pk that was taken first, which a new
+// search must do without.
+func (m *Matcher) claim(ctx context.Context, q *queues.Queue, self store.PoolEntry, pk pick, now time.Time) (f found, taken string) {
+	formed, err := m.formMatch(ctx, q, pk.region, now, pk.entries, pk.teams)
+	var conflict *store.ConflictError
+	switch {
+	case err == nil:
+		return found{match: &formed, entries: pk.entries, settled: true}, ""
+	case errors.As(err, &conflict) && conflict.TicketID == self.TicketID:
+		return found{settled: true}, ""
+	case errors.As(err, &conflict):
+		return found{}, conflict.TicketID
+	}
+	return found{err: err}, ""
 }
 
 // withExtra adds to the pool's candidates the entries of extra that the
@@ -235,13 +311,32 @@ func (m *Matcher) republish(ctx context.Context, t contracts.Ticket) error {
 }
 
 func (m *Matcher) sendMatch(ctx context.Context, match contracts.Match) error {
-	body, err := json.Marshal(contracts.MatchMessage{V: contracts.SchemaVersion, Match: match})
+	body, err := contracts.EncodeMatchMessage(match, 0)
 	if err != nil {
-		return fmt.Errorf("encoding match %s: %w", match.ID, err)
+		return err
 	}
 	if err := m.cfg.Publisher.Publish(ctx, contracts.MatchQueue, body); err != nil {
 		return fmt.Errorf("publishing match %s: %w", match.ID, err)
 	}
+	return nil
+}
+
+// deadLetterEach sends the rejected entries of a message of queue to the
+// dead-letter queue, each in a message of its own, so that the rest of the
+// message can go on.
+func (m *Matcher) deadLetterEach(ctx context.Context, queue string, rejected []contracts.RejectedTicket) error {
+	if len(rejected) == 0 {
+		return nil
+	}
+	bodies := make([][]byte, len(rejected))
+	for i, r := range rejected {
+		bodies[i] = r.Body
+		m.cfg.Log.Warn("dead-lettering a ticket of a message", "queue", queue, "err", r.Err)
+	}
+	if err := m.cfg.Publisher.Publish(ctx, contracts.DeadLetterQueue, bodies...); err != nil {
+		return fmt.Errorf("dead-lettering %d tickets of a message: %w", len(rejected), err)
+	}
+	m.cfg.Metrics.DeadLetters.WithLabelValues(contracts.TicketQueue(queue)).Add(float64(len(rejected)))
 	return nil
 }
 

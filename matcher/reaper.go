@@ -2,7 +2,6 @@ package matcher
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -122,8 +121,8 @@ func (r *Reaper) resend(ctx context.Context, now time.Time) (int, error) {
 	}
 	bodies := make([][]byte, len(overdue))
 	for i, m := range overdue {
-		if bodies[i], err = json.Marshal(contracts.MatchMessage{V: contracts.SchemaVersion, Match: m}); err != nil {
-			return 0, fmt.Errorf("encoding match %s: %w", m.ID, err)
+		if bodies[i], err = contracts.EncodeMatchMessage(m, 0); err != nil {
+			return 0, err
 		}
 	}
 	if err := r.Publisher.Publish(ctx, contracts.MatchQueue, bodies...); err != nil {
@@ -142,19 +141,19 @@ func (r *Reaper) republish(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	byQueue := map[string][][]byte{}
+	byQueue := map[string][]contracts.TicketTry{}
 	for _, t := range orphans {
-		body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
-		if err != nil {
-			return 0, fmt.Errorf("encoding ticket %s: %w", t.ID, err)
-		}
-		byQueue[t.Queue] = append(byQueue[t.Queue], body)
+		byQueue[t.Queue] = append(byQueue[t.Queue], contracts.TicketTry{Ticket: t})
 	}
-	for q, bodies := range byQueue {
+	for q, tries := range byQueue {
+		bodies, err := encodeTickets(tries)
+		if err != nil {
+			return 0, err
+		}
 		// Unannounced has marked them returned: one that fails to go out
 		// here is returned again an interval later.
 		if err := r.Publisher.Publish(ctx, contracts.TicketQueue(q), bodies...); err != nil {
-			return 0, fmt.Errorf("publishing %d tickets of queue %s: %w", len(bodies), q, err)
+			return 0, fmt.Errorf("publishing %d tickets of queue %s: %w", len(tries), q, err)
 		}
 	}
 	return len(orphans), nil

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,11 +79,11 @@ const (
 )
 
 type event struct {
-	at     time.Duration // since Epoch
-	seq    uint64        // breaks ties in time: first scheduled, first run
-	kind   eventKind
-	body   []byte
-	ticket int // index of the delivered message's ticket
+	at      time.Duration // since Epoch
+	seq     uint64        // breaks ties in time: first scheduled, first run
+	kind    eventKind
+	body    []byte
+	tickets []int // indexes of the delivered message's tickets
 }
 
 type eventHeap []event
@@ -190,9 +189,11 @@ func (s *simulation) loop(ctx context.Context, arr *arrivals) error {
 			budget += perTicket + 1
 			s.schedule(event{at: e.at + arr.gap(), kind: arrive})
 		case deliver:
-			s.res.Tickets[e.ticket].Deliveries++
+			for _, i := range e.tickets {
+				s.res.Tickets[i].Deliveries++
+			}
 			if err := s.matcher.Handle(ctx, broker.Message{Body: e.body}); err != nil {
-				return fmt.Errorf("matcher failed on ticket %s at %v: %w", s.res.Tickets[e.ticket].ID, e.at, err)
+				return fmt.Errorf("matcher failed on ticket %s at %v: %w", s.res.Tickets[e.tickets[0]].ID, e.at, err)
 			}
 		}
 	}
@@ -220,9 +221,9 @@ func (s *simulation) arrive(ctx context.Context, arr *arrivals) error {
 		Status: contracts.StatusSearching,
 		Match:  -1,
 	})
-	body, err := json.Marshal(contracts.TicketMessage{V: contracts.SchemaVersion, Ticket: t})
+	body, err := contracts.EncodeTicketMessage(contracts.TicketTry{Ticket: t})
 	if err != nil {
-		return fmt.Errorf("encoding ticket %s: %w", t.ID, err)
+		return err
 	}
 	return s.publish(contracts.TicketQueue(t.Queue), body, 0)
 }
@@ -241,15 +242,22 @@ func (s *simulation) publish(name string, body []byte, delay time.Duration) erro
 		}
 		return s.record(mm.Match)
 	case name == contracts.TicketQueue(s.cfg.Queue.Name):
-		tm, err := contracts.DecodeTicketMessage(body)
+		tm, rejected, err := contracts.DecodeTicketMessage(body)
+		if err == nil && len(rejected) > 0 {
+			err = rejected[0].Err
+		}
 		if err != nil {
 			return fmt.Errorf("reading a ticket message: %w", err)
 		}
-		i, ok := s.res.byID[tm.Ticket.ID]
-		if !ok {
-			return fmt.Errorf("a ticket message names unknown ticket %s", tm.Ticket.ID)
+		e := event{at: s.now + delay, kind: deliver, body: bytes.Clone(body)}
+		for _, try := range tm.Tickets {
+			i, ok := s.res.byID[try.Ticket.ID]
+			if !ok {
+				return fmt.Errorf("a ticket message names unknown ticket %s", try.Ticket.ID)
+			}
+			e.tickets = append(e.tickets, i)
 		}
-		s.schedule(event{at: s.now + delay, kind: deliver, body: bytes.Clone(body), ticket: i})
+		s.schedule(e)
 		return nil
 	default:
 		return fmt.Errorf("publishing to unknown queue %q", name)
