@@ -6,7 +6,8 @@
 // lands there; its retry queue (<name>.retry) holds messages for the retry
 // delay (x-message-ttl) and then dead-letters them back into the work queue.
 // Publishing waits for publisher confirms; deliveries are acknowledged
-// manually once the handler returns.
+// manually once the handler returns, many in one frame where they can be
+// (see acker).
 //
 // One connection serves the Broker. A supervisor goroutine watches it; when
 // it drops, the supervisor redials with a capped exponential backoff,
@@ -569,9 +570,15 @@ type consumer struct {
 	failures atomic.Int64 // consecutive transient errors, for the backoff
 }
 
+// consumerTag names the one consumer of a consumer channel, so that run
+// can cancel it; tags are scoped to their channel.
+const consumerTag = "quickmatch"
+
 // run consumes on one channel of s until ctx ends or the channel closes.
 // It returns once the handlers it started have finished, after closing the
-// channel, which returns its unacknowledged deliveries to the queue.
+// channel, which returns its unacknowledged deliveries to the queue. When
+// ctx ends, it cancels the consumer first and closes the channel only once
+// the handlers' acknowledgements are out.
 func (c *consumer) run(ctx context.Context, s *session) error {
 	ch, err := s.conn.Channel()
 	if err != nil {
@@ -582,11 +589,14 @@ func (c *consumer) run(ctx context.Context, s *session) error {
 	if err := ch.Qos(c.prefetch, 0, false); err != nil {
 		return fmt.Errorf("setting prefetch: %w", err)
 	}
-	deliveries, err := ch.Consume(c.queue, "", false, false, false, false, nil)
+	deliveries, err := ch.Consume(c.queue, consumerTag, false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", c.queue, err)
 	}
 
+	// Half the prefetch may wait behind a slow delivery; the other half
+	// keeps the workers fed meanwhile.
+	acks := newAcker(ch.Ack, c.prefetch/2)
 	jobs := make(chan amqp.Delivery)
 	stop := make(chan struct{}) // closed when run stops taking deliveries
 	var wg sync.WaitGroup
@@ -595,13 +605,31 @@ func (c *consumer) run(ctx context.Context, s *session) error {
 		go func() {
 			defer wg.Done()
 			for d := range jobs {
-				c.handle(d, stop)
+				c.handle(d, acks, stop)
 			}
 		}()
 	}
-	defer wg.Wait()
-	defer close(jobs)
-	defer close(stop)
+	err = c.dispatch(ctx, deliveries, closed, jobs)
+	if err == nil {
+		// ctx ended on an open channel. Cancel the consumer, so that
+		// RabbitMQ sends nothing more (not even the messages the
+		// handlers below requeue), but keep the channel open until the
+		// running handlers have settled their deliveries: a quorum queue
+		// drops acknowledgements that are still on their way when the
+		// channel closes.
+		if cerr := ch.Cancel(consumerTag, false); cerr != nil {
+			c.b.log.Debug("cancelling a consumer failed", "queue", c.name, "err", cerr)
+		}
+	}
+	close(stop)
+	close(jobs)
+	wg.Wait()
+	return err
+}
+
+// dispatch hands deliveries to the workers on jobs until ctx ends (nil) or
+// the channel fails (an error).
+func (c *consumer) dispatch(ctx context.Context, deliveries <-chan amqp.Delivery, closed <-chan *amqp.Error, jobs chan<- amqp.Delivery) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -623,18 +651,18 @@ func (c *consumer) run(ctx context.Context, s *session) error {
 	}
 }
 
-// handle runs the handler on d and settles d as the Handler contract says.
-// stop cuts a backoff short so that shutdown does not wait for it.
-func (c *consumer) handle(d amqp.Delivery, stop <-chan struct{}) {
+// handle runs the handler on d and settles d as the Handler contract says:
+// a success through acks, a failure by a nack of its own. stop cuts a
+// backoff short so that shutdown does not wait for it.
+func (c *consumer) handle(d amqp.Delivery, acks *acker, stop <-chan struct{}) {
 	err := c.h(c.hctx, broker.Message{Body: d.Body, Redelivered: d.Redelivered})
-	var settle error
+	var nack error
 	switch {
 	case err == nil:
 		c.failures.Store(0)
-		settle = d.Ack(false)
 	case errors.Is(err, broker.ErrDeadLetter):
 		c.b.log.Warn("dead-lettering a message", "queue", c.name, "err", err)
-		settle = d.Nack(false, false)
+		nack = d.Nack(false, false)
 	default:
 		wait := backoff(c.failures.Add(1))
 		c.b.log.Debug("handler failed; redelivering after a backoff", "queue", c.name, "backoff", wait, "err", err)
@@ -644,12 +672,89 @@ func (c *consumer) handle(d amqp.Delivery, stop <-chan struct{}) {
 		case <-stop:
 		}
 		t.Stop()
-		settle = d.Nack(false, true)
+		nack = d.Nack(false, true)
 	}
-	if settle != nil {
+	// Only after the nack has gone out: a multiple acknowledgement that
+	// covered d before would take it for a success.
+	if settle := errors.Join(nack, acks.settle(d.DeliveryTag, err == nil)); settle != nil {
 		// The channel is gone; RabbitMQ redelivers the message.
 		c.b.log.Debug("settling a delivery failed", "queue", c.name, "err", settle)
 	}
+}
+
+// acker coalesces the acknowledgements of one channel. Handlers finish out
+// of order; rather than a frame per message, it acknowledges with
+// multiple=true, in one frame, every success up to the highest delivery
+// tag below which all deliveries are settled, as soon as that prefix
+// grows. RabbitMQ numbers the deliveries of a channel 1, 2, 3..., and a
+// consumer channel has one consumer and no basic.get, so the tags are those
+// of our deliveries. A failed delivery is nacked on its own first and then
+// only counts as settled.
+//
+// A delivery that takes long (a handler in its backoff) holds back the
+// acknowledgements of all that finish after it, and they count against
+// the prefetch; so that the consumer does not stall, once hold successes
+// wait behind the prefix the next ones are acknowledged each on its own.
+type acker struct {
+	// ack is Channel.Ack. It is called with mu held, so that the frames
+	// go out in order: a multiple acknowledgement overtaken by a later one
+	// would name a tag RabbitMQ no longer knows.
+	ack  func(tag uint64, multiple bool) error
+	hold int
+
+	mu   sync.Mutex
+	next uint64 // lowest tag not yet settled; all below it are
+	// ahead holds the settled tags above next: true for a success not yet
+	// acknowledged, false for one settled otherwise.
+	ahead map[uint64]bool
+	held  int // successes in ahead
+}
+
+func newAcker(ack func(tag uint64, multiple bool) error, hold int) *acker {
+	return &acker{ack: ack, hold: hold, next: 1, ahead: make(map[uint64]bool)}
+}
+
+// settle records that the delivery of tag is settled: ok for a success to
+// acknowledge, !ok for one already nacked. It returns the error of the
+// acknowledgement it sends, if any.
+func (a *acker) settle(tag uint64, ok bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if tag != a.next {
+		switch {
+		case !ok:
+			a.ahead[tag] = false
+		case a.held < a.hold:
+			a.ahead[tag] = true
+			a.held++
+		default:
+			a.ahead[tag] = false
+			return a.ack(tag, false)
+		}
+		return nil
+	}
+	var last uint64 // the highest success of the prefix, 0 if none
+	if ok {
+		last = tag
+	}
+	for a.next++; ; a.next++ {
+		pending, settled := a.ahead[a.next]
+		if !settled {
+			break
+		}
+		delete(a.ahead, a.next)
+		if pending {
+			last = a.next
+			a.held--
+		}
+	}
+	if last == 0 {
+		return nil
+	}
+	// Acknowledging the highest success, not the end of the prefix: the
+	// tag of an acknowledgement must be one RabbitMQ still waits for, and
+	// multiple=true skips those below it that are settled already.
+	return a.ack(last, true)
 }
 
 // Ping reports whether the connection to RabbitMQ is open.

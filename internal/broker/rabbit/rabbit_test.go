@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,6 +274,205 @@ func BenchmarkPublishConsume(b *testing.B) {
 	for _, queueType := range []string{"classic", "quorum"} {
 		b.Run(queueType, func(b *testing.B) {
 			brokertest.Bench(b, newTestBroker(b, queueType))
+		})
+	}
+}
+
+// waitReady polls queue name until done accepts its count of ready
+// messages, and returns that count; it fails the test after 30s.
+func waitReady(t *testing.T, b testBroker, name string, done func(ready int) bool) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := b.Ready(context.Background(), name)
+		if err != nil {
+			t.Fatalf("Ready(%q): %v", name, err)
+		}
+		if done(n) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still has %d messages ready after 30s", name, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestOutOfOrderSettle runs handlers that finish out of order, some failing
+// once and some dead-lettering, and checks that the coalesced
+// acknowledgements settle every delivery as the Handler contract says: a
+// success once, a failure redelivered once, a dead letter in the
+// dead-letter queue, and nothing left unacknowledged.
+func TestOutOfOrderSettle(t *testing.T) {
+	for _, queueType := range []string{"classic", "quorum"} {
+		t.Run(queueType, func(t *testing.T) {
+			t.Parallel()
+			const n, prefetch, workers = 200, 16, 4
+			// Message i fails its first delivery when i%10 == failOnce
+			// and is dead-lettered when i%10 == dead.
+			const failOnce, dead = 3, 7
+			b := testBroker{newTestBroker(t, queueType)}
+			ctx := context.Background()
+			if err := b.Declare(ctx, "work", time.Second); err != nil {
+				t.Fatalf("Declare: %v", err)
+			}
+
+			var mu sync.Mutex
+			seen := make(map[int][]bool) // message → Redelivered of each delivery
+			deliveries, want := 0, n+n/10
+			all := make(chan struct{}) // closed once want deliveries are in
+			probes := make(chan struct{})
+			h := func(ctx context.Context, m broker.Message) error {
+				if string(m.Body) == "probe" {
+					<-probes
+					return nil
+				}
+				var i int
+				if _, err := fmt.Sscanf(string(m.Body), "m-%d", &i); err != nil {
+					return fmt.Errorf("%w: %w", broker.ErrDeadLetter, err)
+				}
+				// The handler's work, of a length that depends on the
+				// message so that handlers finish out of order: part of
+				// the scenario, not a wait for an event.
+				time.Sleep(time.Duration(i%4) * time.Millisecond)
+				mu.Lock()
+				seen[i] = append(seen[i], m.Redelivered)
+				tries := len(seen[i])
+				if deliveries++; deliveries == want {
+					close(all)
+				}
+				mu.Unlock()
+				switch {
+				case i%10 == failOnce && tries == 1:
+					return errors.New("store unavailable")
+				case i%10 == dead:
+					return fmt.Errorf("undecodable: %w", broker.ErrDeadLetter)
+				}
+				return nil
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() {
+				done <- b.Consume(cctx, "work", broker.ConsumeOptions{Prefetch: prefetch, Workers: workers}, h)
+			}()
+			stopped := false
+			stop := func() {
+				if stopped {
+					return
+				}
+				stopped = true
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("Consume: %v", err)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("Consume did not return within 30s of its context ending")
+				}
+			}
+			t.Cleanup(stop)
+
+			bodies := make([][]byte, n)
+			for i := range bodies {
+				bodies[i] = fmt.Appendf(nil, "m-%d", i)
+			}
+			if err := b.Publish(ctx, "work", bodies...); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			select {
+			case <-all:
+			case <-time.After(30 * time.Second):
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("%d of %d deliveries within 30s", deliveries, want)
+			}
+			// Nothing is left unacknowledged: then the consumer takes a
+			// whole prefetch of probes, which its handlers hold. A lost
+			// acknowledgement would take up room in the prefetch and
+			// leave a probe in the queue.
+			probe := make([][]byte, prefetch)
+			for i := range probe {
+				probe[i] = []byte("probe")
+			}
+			if err := b.Publish(ctx, "work", probe...); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			waitReady(t, b, "work", func(n int) bool { return n == 0 })
+			close(probes)
+			waitReady(t, b, contracts.DeadLetterQueue, func(got int) bool { return got >= n/10 })
+			stop()
+
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range n {
+				want := []bool{false}
+				if i%10 == failOnce {
+					want = []bool{false, true}
+				}
+				if got := seen[i]; !slices.Equal(got, want) {
+					t.Errorf("message %d delivered with Redelivered %v, want %v", i, got, want)
+				}
+			}
+			for _, name := range []string{"work", contracts.DeadLetterQueue} {
+				if got, err := b.Ready(ctx, name); err != nil {
+					t.Errorf("Ready(%q): %v", name, err)
+				} else if want := map[string]int{"work": 0, contracts.DeadLetterQueue: n / 10}[name]; got != want {
+					t.Errorf("%s has %d messages after the consumer stopped, want %d", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestShutdownKeepsAcks stops a consumer while its handlers are finishing
+// and checks that no acknowledgement is lost: every message is either
+// handled once or back in the queue. A quorum queue drops
+// acknowledgements still on their way when their channel closes, so
+// Consume cancels its consumer and closes the channel only once the
+// handlers have settled.
+func TestShutdownKeepsAcks(t *testing.T) {
+	for _, queueType := range []string{"classic", "quorum"} {
+		t.Run(queueType, func(t *testing.T) {
+			t.Parallel()
+			const n, rounds = 1000, 5
+			b := testBroker{newTestBroker(t, queueType)}
+			ctx := context.Background()
+			if err := b.Declare(ctx, "work", time.Second); err != nil {
+				t.Fatalf("Declare: %v", err)
+			}
+			body := make([][]byte, n)
+			for i := range body {
+				body[i] = []byte("m")
+			}
+			left := 0 // messages in the queue
+			for round := range rounds {
+				if err := b.Publish(ctx, "work", body...); err != nil {
+					t.Fatalf("Publish: %v", err)
+				}
+				left += n
+				var handled atomic.Int64
+				cctx, cancel := context.WithCancel(ctx)
+				stopAt := int64(left / 2)
+				err := b.Consume(cctx, "work", broker.ConsumeOptions{Prefetch: 256, Workers: 16}, func(context.Context, broker.Message) error {
+					if handled.Add(1) == stopAt {
+						cancel() // with handlers running and a prefetch taken
+					}
+					return nil
+				})
+				cancel()
+				if err != nil {
+					t.Fatalf("Consume: %v", err)
+				}
+				left -= int(handled.Load())
+				// The messages taken and not handled come back to the
+				// queue together once the channel is closed; a lost
+				// acknowledgement would bring back one more with them.
+				if got := waitReady(t, b, "work", func(got int) bool { return got >= left }); got != left {
+					t.Fatalf("round %d: %d messages back in the queue after %d were handled, want %d: acknowledgements were lost",
+						round, got, handled.Load(), left)
+				}
+			}
 		})
 	}
 }
