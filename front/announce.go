@@ -6,86 +6,49 @@ import (
 	"sync"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/combine"
 )
 
 // announcer tells the matchers of the tickets a front creates. The tickets
 // of one queue created while that queue's previous message waits for its
-// confirm go out together as the next message (group commit): under load
-// one message and one confirm carry many tickets, and a lone create waits
-// for no timer, only for a message already on its way.
+// confirm go out together as the next message (group commit, see
+// internal/combine): under load one message and one confirm carry many
+// tickets, and a lone create waits for no timer, only for a message
+// already on its way.
 type announcer struct {
 	pub    Publisher
-	queues sync.Map // queue name → *announceQueue
+	queues sync.Map // queue name → *combine.Combiner[*announcement]
 }
 
-// announceQueue is the announcements of one queue.
-type announceQueue struct {
-	name    string // the work queue
-	mu      sync.Mutex
-	waiting []*announcement
-	sending bool // an announcement is sending a message, or is about to
-}
-
-// announcement is one ticket waiting to be announced.
+// announcement is one ticket to announce, and the outcome of its message.
 type announcement struct {
 	ticket contracts.Ticket
 	err    error
-	// done receives false once the ticket's message is confirmed or has
-	// failed (err), or true when the announcement is to send the next
-	// message.
-	done chan bool
 }
 
-func (a *announcer) queue(name string) *announceQueue {
-	if q, ok := a.queues.Load(name); ok {
-		return q.(*announceQueue)
+func (a *announcer) combiner(queue string) *combine.Combiner[*announcement] {
+	if c, ok := a.queues.Load(queue); ok {
+		return c.(*combine.Combiner[*announcement])
 	}
-	q, _ := a.queues.LoadOrStore(name, &announceQueue{name: contracts.TicketQueue(name)})
-	return q.(*announceQueue)
+	c, _ := a.queues.LoadOrStore(queue, &combine.Combiner[*announcement]{Max: contracts.MaxTicketsPerMessage})
+	return c.(*combine.Combiner[*announcement])
 }
 
 // announce publishes t to its queue's matchers and returns once the broker
-// has confirmed the message holding it. The caller that finds no message
-// on its way sends one with every ticket waiting then, up to
-// MaxTicketsPerMessage, and hands the sending on to the next ticket that
-// arrived meanwhile; ctx bounds the message this call sends.
+// has confirmed the message holding it; ctx bounds the message if this
+// call is the one to send it.
 func (a *announcer) announce(ctx context.Context, t contracts.Ticket) error {
-	me := &announcement{ticket: t, done: make(chan bool, 1)}
-	q := a.queue(t.Queue)
-	q.mu.Lock()
-	q.waiting = append(q.waiting, me)
-	if q.sending {
-		q.mu.Unlock()
-		if lead := <-me.done; !lead {
-			return me.err
+	me := &announcement{ticket: t}
+	a.combiner(t.Queue).Do([]*announcement{me}, func(batch []*announcement) func() {
+		// The message is sent and confirmed before the next one starts:
+		// the creates that arrive meanwhile make that one bigger.
+		err := a.send(ctx, contracts.TicketQueue(t.Queue), batch)
+		for _, o := range batch {
+			o.err = err
 		}
-		q.mu.Lock()
-	}
-	q.sending = true
-	n := min(len(q.waiting), contracts.MaxTicketsPerMessage)
-	batch := q.waiting[:n:n]
-	q.waiting = q.waiting[n:]
-	q.mu.Unlock()
-
-	err := a.send(ctx, q.name, batch)
-
-	q.mu.Lock()
-	if len(q.waiting) == 0 {
-		q.sending = false
-		q.waiting = nil // let the array go
-		q.mu.Unlock()
-	} else {
-		next := q.waiting[0]
-		q.mu.Unlock()
-		next.done <- true
-	}
-	for _, o := range batch {
-		o.err = err
-		if o != me {
-			o.done <- false
-		}
-	}
-	return err
+		return nil
+	})
+	return me.err
 }
 
 // send publishes the tickets of batch to work queue name in one message.

@@ -305,13 +305,19 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
-	a.poller.ServeUntil(w, r, store.ChangeTicket, id, func(ctx context.Context) (any, int64, error) {
-		t, err := a.store.Ticket(ctx, id)
-		if err != nil {
-			return nil, 0, storeErr("reading ticket", err)
-		}
-		return t, t.Version, nil
-	}, ready)
+	// A held poll is answered from the ticket its change carries; it reads
+	// the store first, and again only when a change brings no ticket.
+	a.poller.ServeWith(w, r, store.ChangeTicket, id, longpoll.Source{
+		Read: func(ctx context.Context) (any, int64, error) {
+			t, err := a.store.Ticket(ctx, id)
+			if err != nil {
+				return nil, 0, storeErr("reading ticket", err)
+			}
+			return t, t.Version, nil
+		},
+		Carried: longpoll.CarriedTicket,
+		Ready:   ready,
+	})
 }
 
 // untilOf reads a ticket poll's ?until: matched or assigned holds the poll

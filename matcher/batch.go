@@ -21,83 +21,21 @@ import (
 // win the claim and the others would search again, and two fresh tickets
 // that would suit each other would both miss, join the pool and go through
 // the retry queue; and every step would be a round trip of its own.
-// Instead, Handle calls are combined: the first one leads, handles every
-// call waiting at that moment as one batch, then hands the lead to a call
-// that arrived meanwhile and publishes its batch's results while the next
-// batch runs. Within a batch, tickets search in the order they were
+// Instead, Handle calls are combined (internal/combine): the first one
+// leads, handles the tickets of every call waiting at that moment as one
+// batch, then hands the lead to a call that arrived meanwhile and
+// publishes its batch's results while the next batch runs. Within a batch, tickets search in the order they were
 // created, against the pool and the rest of the batch, so a batch of fresh
 // tickets pairs up at once; the store calls of each step go out together,
 // its matches in one confirmed publish and its misses in one retry
-// publish. Every call still answers for its own message, so
-// acknowledgement stays per message and after the effect is durable.
+// publish. Every call still answers for its own message, acknowledged
+// after the effect of each of its tickets is durable.
 
 // ticketCall is one ticket of a Handle call, waiting for its batch.
 type ticketCall struct {
 	msg         contracts.TicketTry
 	redelivered bool
 	err         error
-}
-
-// callGroup is the tickets of one Handle call.
-type callGroup struct {
-	calls []*ticketCall
-	// done receives false once the group's batch is handled and each
-	// call's err holds its outcome, or true when the group is to lead the
-	// next batch.
-	done chan bool
-}
-
-// combiner queues the groups of calls for the batch after the one being
-// handled.
-type combiner struct {
-	mu      sync.Mutex
-	waiting []*callGroup
-	leading bool // a group is handling a batch, or is about to
-}
-
-// combine handles calls in a batch; each call's err is then its outcome.
-func (m *Matcher) combine(ctx context.Context, calls []*ticketCall) {
-	g := &callGroup{calls: calls, done: make(chan bool, 1)}
-	b := &m.batches
-	b.mu.Lock()
-	b.waiting = append(b.waiting, g)
-	if b.leading {
-		b.mu.Unlock()
-		if lead := <-g.done; !lead {
-			return
-		}
-		b.mu.Lock()
-	}
-	b.leading = true
-	groups := b.waiting
-	b.waiting = nil
-	b.mu.Unlock()
-
-	var batch []*ticketCall
-	for _, o := range groups {
-		batch = append(batch, o.calls...)
-	}
-	// The store's part of the batch is done before the next batch starts,
-	// so that it sees this one's claims; the publishes wait for RabbitMQ's
-	// confirms, which the next batch need not wait for.
-	publish := m.handleBatch(ctx, batch)
-
-	b.mu.Lock()
-	if len(b.waiting) == 0 {
-		b.leading = false
-		b.mu.Unlock()
-	} else {
-		next := b.waiting[0]
-		b.mu.Unlock()
-		next.done <- true
-	}
-
-	publish()
-	for _, o := range groups {
-		if o != g {
-			o.done <- false
-		}
-	}
 }
 
 // handleBatch does the store's part of handling calls, a queue at a time,

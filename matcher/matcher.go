@@ -17,6 +17,7 @@ import (
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/broker"
+	"github.com/quickmatch/quickmatch/internal/combine"
 	"github.com/quickmatch/quickmatch/internal/metrics"
 	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/store"
@@ -60,7 +61,7 @@ type Config struct {
 // Matcher handles ticket messages.
 type Matcher struct {
 	cfg     Config
-	batches combiner
+	batches combine.Combiner[*ticketCall]
 }
 
 // New returns a Matcher.
@@ -113,7 +114,10 @@ func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 	if !m.cfg.Batch {
 		m.handleBatch(ctx, calls)()
 	} else {
-		m.combine(ctx, calls)
+		// The store's part of a batch is done before the next batch
+		// starts, so that it sees this one's claims; the publishes wait
+		// for RabbitMQ's confirms, which the next batch need not wait for.
+		m.batches.Do(calls, func(batch []*ticketCall) func() { return m.handleBatch(ctx, batch) })
 	}
 	return m.settle(ctx, calls)
 }

@@ -259,7 +259,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.roles&Assigner != 0 {
 		c := assigner.NewConsumer(assigner.ConsumerConfig{
-			Store: a.deps.Store, Publisher: a.deps.Broker, Metrics: a.metrics, Log: a.log,
+			Store: a.deps.Store, Publisher: a.deps.Broker, Metrics: a.metrics, Log: a.log, Batch: !a.cfg.Embedded(),
 		})
 		opts := broker.ConsumeOptions{Prefetch: a.cfg.AssignerPrefetch, Workers: a.cfg.AssignerWorkers}
 		consume.goRun(g, "assigner", func(ctx context.Context) error {

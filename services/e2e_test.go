@@ -112,7 +112,7 @@ func TestManyPlayersTwoMatchers(t *testing.T) {
 					defer func() { <-sem }()
 					tk := c.awaitTerminal(s.frontURL, id, 60*time.Second)
 					if tk.Status != contracts.StatusAssigned {
-						t.Errorf("player %d: ticket %s, want assigned", i, tk.Status)
+						t.Errorf("player %d: ticket %s (%q), want assigned", i, tk.Status, tk.Reason)
 						return
 					}
 					mu.Lock()

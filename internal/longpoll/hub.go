@@ -1,8 +1,9 @@
 // Package longpoll holds HTTP long-polls open until the record they watch
-// changes. A Hub turns the store's change notifications into wake-ups for
-// the requests waiting on this process; a Poller serves one long-poll
-// request on top of it. Since every change any process makes reaches every
-// Hub, a long-poll may land on any replica.
+// changes. A Hub hands the store's change notifications to the requests
+// waiting on this process; a Poller serves one long-poll request on top of
+// it, from the record a change carries when it carries one, so that a
+// wake-up reads nothing. Since every change any process makes reaches
+// every Hub, a long-poll may land on any replica.
 package longpoll
 
 import (
@@ -34,7 +35,7 @@ type shard struct {
 	mu sync.Mutex
 	// Most records have one waiter at a time, so a short slice costs less
 	// than a set per record.
-	waiters map[key][]chan struct{}
+	waiters map[key][]chan store.Change
 }
 
 // Hub wakes the waiters of a record when the store reports that it changed.
@@ -51,7 +52,7 @@ type Hub struct {
 func NewHub(log *slog.Logger) *Hub {
 	h := &Hub{log: log, seed: maphash.MakeSeed(), ready: make(chan struct{})}
 	for i := range h.shards {
-		h.shards[i].waiters = make(map[key][]chan struct{})
+		h.shards[i].waiters = make(map[key][]chan store.Change)
 	}
 	return h
 }
@@ -77,20 +78,24 @@ func (h *Hub) Run(ctx context.Context, l Listener) error {
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // Watch registers a waiter on record id of the given kind. The channel gets
-// a value when the record changes, or when changes may have been missed.
-// Call Watch before reading the record, so that a change between the read
-// and the wait is not lost, and call the returned func once done.
-func (h *Hub) Watch(kind store.ChangeKind, id string) (<-chan struct{}, func()) {
+// the record's change when it changes, with the record's new state if the
+// change carries it, or a store.ChangeResync when changes may have been
+// missed. It holds one change: a change that arrives while another waits
+// to be received takes its place, unless it is older, so what the waiter
+// receives is the latest news. Call Watch before reading the record, so
+// that a change between the read and the wait is not lost, and call the
+// returned func once done.
+func (h *Hub) Watch(kind store.ChangeKind, id string) (<-chan store.Change, func()) {
 	k := key{kind: kind, id: id}
 	s := h.shard(id)
-	ch := make(chan struct{}, 1)
+	ch := make(chan store.Change, 1)
 	s.mu.Lock()
 	s.waiters[k] = append(s.waiters[k], ch)
 	s.mu.Unlock()
 	return ch, func() { h.unwatch(s, k, ch) }
 }
 
-func (h *Hub) unwatch(s *shard, k key, ch chan struct{}) {
+func (h *Hub) unwatch(s *shard, k key, ch chan store.Change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws := s.waiters[k]
@@ -129,7 +134,9 @@ func (h *Hub) shard(id string) *shard {
 }
 
 // deliver is the listener callback; it must not block, and does not: each
-// waiter's channel holds one pending wake-up, and one is enough.
+// waiter's channel holds one pending change, and the latest is enough. A
+// carried state is not decoded here but by the waiters that use it, once:
+// the listener is one goroutine for every change of the store.
 func (h *Hub) deliver(c store.Change) {
 	if c.Kind == store.ChangeResync {
 		h.wakeAll()
@@ -145,7 +152,7 @@ func (h *Hub) deliver(c store.Change) {
 	s := h.shard(c.ID)
 	s.mu.Lock()
 	for _, ch := range s.waiters[k] {
-		notify(ch)
+		notify(ch, c)
 	}
 	s.mu.Unlock()
 }
@@ -156,16 +163,31 @@ func (h *Hub) wakeAll() {
 		s.mu.Lock()
 		for _, ws := range s.waiters {
 			for _, ch := range ws {
-				notify(ch)
+				notify(ch, store.Change{Kind: store.ChangeResync})
 			}
 		}
 		s.mu.Unlock()
 	}
 }
 
-func notify(ch chan struct{}) {
+// notify hands c to a waiter's channel, in place of the change that waits
+// there unless that one is newer. Senders hold the shard's lock, so
+// nothing else fills the channel between the receive and the send.
+func notify(ch chan store.Change, c store.Change) {
 	select {
-	case ch <- struct{}{}:
+	case ch <- c:
+		return
+	default:
+	}
+	select {
+	case old := <-ch:
+		if old.Kind != store.ChangeResync && c.Kind != store.ChangeResync && old.Version > c.Version {
+			c = old
+		}
+	default:
+	}
+	select {
+	case ch <- c:
 	default:
 	}
 }

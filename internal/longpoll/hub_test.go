@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/store"
 )
 
@@ -65,12 +66,18 @@ func runHub(t *testing.T, h *Hub, f *feed) {
 	}
 }
 
-func woken(ch <-chan struct{}) bool {
+func woken(ch <-chan store.Change) bool {
+	_, ok := pending(ch)
+	return ok
+}
+
+// pending receives the change that waits in ch, if any.
+func pending(ch <-chan store.Change) (store.Change, bool) {
 	select {
-	case <-ch:
-		return true
+	case c := <-ch:
+		return c, true
 	default:
-		return false
+		return store.Change{}, false
 	}
 }
 
@@ -105,7 +112,7 @@ func TestHubWakesOnlyTheChangedRecord(t *testing.T) {
 func TestHubResyncWakesEveryone(t *testing.T) {
 	h, f := NewHub(nil), newFeed()
 	runHub(t, h, f)
-	var chans []<-chan struct{}
+	var chans []<-chan store.Change
 	for i := range 100 {
 		ch, stop := h.Watch(store.ChangeKind(1+i%2), fmt.Sprint("id-", i))
 		defer stop()
@@ -129,10 +136,53 @@ func TestHubWakeIsNotLostBeforeTheWait(t *testing.T) {
 	defer stop()
 	f.send(t, store.Change{Kind: store.ChangeTicket, ID: "t-1", Version: 2})
 	f.send(t, store.Change{Kind: store.ChangeTicket, ID: "t-1", Version: 3})
+	f.send(t, store.Change{Kind: store.ChangeTicket, ID: "nobody"}) // version 3 delivered
 	select {
-	case <-ch:
+	case c := <-ch:
+		// The later change took the place of the first.
+		if c.Version != 3 {
+			t.Errorf("pending change is version %d, want the latest, 3", c.Version)
+		}
 	case <-time.After(time.Second):
 		t.Fatal("pending wake-up lost")
+	}
+}
+
+func TestHubHandsOverTheLatestChange(t *testing.T) {
+	h, f := NewHub(nil), newFeed()
+	runHub(t, h, f)
+	ch, stop := h.Watch(store.ChangeTicket, "t-1")
+	defer stop()
+	v3 := store.Change{Kind: store.ChangeTicket, ID: "t-1", Version: 3,
+		Ticket: store.CarryTicket(contracts.Ticket{ID: "t-1", Version: 3})}
+	v2 := store.Change{Kind: store.ChangeTicket, ID: "t-1", Version: 2}
+	v4 := store.Change{Kind: store.ChangeTicket, ID: "t-1", Version: 4}
+	resync := store.Change{Kind: store.ChangeResync}
+	// send delivers the changes; the hub has handed over the last one
+	// once the next send returns.
+	send := func(cs ...store.Change) {
+		for _, c := range cs {
+			f.send(t, c)
+		}
+		f.send(t, store.Change{Kind: store.ChangeTicket, ID: "nobody"})
+	}
+	for _, tc := range []struct {
+		name string
+		sent []store.Change
+		want store.Change
+	}{
+		{"the change as sent, with what it carries", []store.Change{v3}, v3},
+		{"an older change leaves a newer one pending", []store.Change{v3, v2}, v3},
+		{"a newer change replaces an older one", []store.Change{v3, v4}, v4},
+		{"a resync replaces a change: the waiter must read", []store.Change{v3, resync}, resync},
+		// A change after a resync is newer than anything the resync may
+		// have missed.
+		{"a change replaces a resync", []store.Change{resync, v4}, v4},
+	} {
+		send(tc.sent...)
+		if got, ok := pending(ch); !ok || got != tc.want {
+			t.Errorf("%s: pending %+v (%v), want %+v", tc.name, got, ok, tc.want)
+		}
 	}
 }
 
@@ -242,7 +292,7 @@ func TestHubManyWaiters(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	chans := make([]<-chan struct{}, n)
+	chans := make([]<-chan store.Change, n)
 	stops := make([]func(), n)
 	for i := range n {
 		chans[i], stops[i] = h.Watch(store.ChangeTicket, fmt.Sprintf("ticket-%08d", i))

@@ -31,13 +31,26 @@ type Poller struct {
 	Log   *slog.Logger
 }
 
+// Source is how a poll gets its record.
+type Source struct {
+	// Read reads the record from the store, with its version.
+	Read func(ctx context.Context) (v any, version int64, err error)
+	// Carried, if set, takes the record from a change that carried it
+	// (CarriedTicket for a ticket), so that a wake-up needs no read; ok
+	// false sends the poll to Read.
+	Carried func(c store.Change) (v any, version int64, ok bool)
+	// Ready, if set, holds the poll past newer versions until it also
+	// accepts the record.
+	Ready func(v any) bool
+}
+
 // Serve answers r with the record read returns. With ?wait it holds the
 // request until the record's version passes ?after (by default, the version
 // first read), the wait ends, the client leaves or the server stops; the
 // answer is always the record as last read.
 func (p *Poller) Serve(w http.ResponseWriter, r *http.Request, kind store.ChangeKind, id string,
 	read func(ctx context.Context) (v any, version int64, err error)) {
-	p.ServeUntil(w, r, kind, id, read, nil)
+	p.ServeWith(w, r, kind, id, Source{Read: read})
 }
 
 // ServeUntil is Serve that, with ready not nil, holds the request past
@@ -45,6 +58,15 @@ func (p *Poller) Serve(w http.ResponseWriter, r *http.Request, kind store.Change
 // wants the outcome is not woken for each step on the way.
 func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.ChangeKind, id string,
 	read func(ctx context.Context) (v any, version int64, err error), ready func(v any) bool) {
+	p.ServeWith(w, r, kind, id, Source{Read: read, Ready: ready})
+}
+
+// ServeWith is Serve on src. The first read is always src.Read, after
+// subscribing; a wake-up whose change carries the record takes it from
+// there (src.Carried) and reads nothing, one that brings nothing newer
+// than the record held is passed over, and any other (a resync, a change
+// without the record) reads again.
+func (p *Poller) ServeWith(w http.ResponseWriter, r *http.Request, kind store.ChangeKind, id string, src Source) {
 	poll, err := httpapi.ParsePoll(r, p.MaxWait)
 	if err != nil {
 		httpapi.WriteProblem(w, r, p.Log, err)
@@ -52,7 +74,7 @@ func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.C
 	}
 	ctx := r.Context()
 	if poll.Wait == 0 {
-		v, _, err := read(ctx)
+		v, _, err := src.Read(ctx)
 		p.answer(w, r, v, err)
 		return
 	}
@@ -61,7 +83,7 @@ func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.C
 	// and the wait still wakes us.
 	changed, unwatch := p.Hub.Watch(kind, id)
 	defer unwatch()
-	v, version, err := read(ctx)
+	v, version, err := src.Read(ctx)
 	if err != nil {
 		httpapi.WriteProblem(w, r, p.Log, err)
 		return
@@ -70,7 +92,7 @@ func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.C
 	if !poll.HasAfter {
 		after = version
 	}
-	done := func() bool { return version > after && (ready == nil || ready(v)) }
+	done := func() bool { return version > after && (src.Ready == nil || src.Ready(v)) }
 	if done() || p.stopping() {
 		httpapi.WriteJSON(w, http.StatusOK, v)
 		return
@@ -91,12 +113,20 @@ func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.C
 	defer timer.Stop()
 	for {
 		select {
-		case <-changed:
-			v, version, err = read(ctx)
-			if err != nil {
-				httpapi.WriteProblem(w, r, p.Log, err)
-				return
+		case c := <-changed:
+			if c.Kind != store.ChangeResync && c.Version > 0 && c.Version <= version {
+				continue // stale or repeated: the record held is as new
 			}
+			nv, nversion, ok := p.carried(src, c)
+			if !ok {
+				if nv, nversion, err = src.Read(ctx); err != nil {
+					httpapi.WriteProblem(w, r, p.Log, err)
+					return
+				}
+			} else if nversion <= version {
+				continue
+			}
+			v, version = nv, nversion
 			if done() {
 				httpapi.WriteJSON(w, http.StatusOK, v)
 				return
@@ -111,6 +141,28 @@ func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.C
 			return
 		}
 	}
+}
+
+// carried is the record c carries, if src can take it from there.
+func (p *Poller) carried(src Source, c store.Change) (any, int64, bool) {
+	if src.Carried == nil || c.Kind == store.ChangeResync {
+		return nil, 0, false
+	}
+	return src.Carried(c)
+}
+
+// CarriedTicket is a Source.Carried for a ticket poll whose Read answers a
+// contracts.Ticket: the ticket a ChangeTicket carries, if it carries one
+// that decodes.
+func CarriedTicket(c store.Change) (any, int64, bool) {
+	if c.Kind != store.ChangeTicket || c.Ticket == nil {
+		return nil, 0, false
+	}
+	t, err := c.Ticket.Get()
+	if err != nil {
+		return nil, 0, false
+	}
+	return t, t.Version, true
 }
 
 func (p *Poller) answer(w http.ResponseWriter, r *http.Request, v any, err error) {

@@ -3,6 +3,7 @@ package longpoll
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,7 +29,8 @@ type record struct {
 }
 
 type doc struct {
-	Version int64 `json:"version"`
+	Version int64            `json:"version"`
+	Status  contracts.Status `json:"status"`
 }
 
 func (rec *record) read(ctx context.Context) (any, int64, error) {
@@ -58,21 +60,49 @@ type pollEnv struct {
 
 func newPollEnv(t *testing.T) *pollEnv {
 	t.Helper()
+	return newPollEnvWith(t, nil)
+}
+
+// newPollEnvWith serves the polls with ServeWith on the source that src
+// makes for the record, or with Serve if src is nil.
+func newPollEnvWith(t *testing.T, src func(rec *record) Source) *pollEnv {
+	t.Helper()
 	e := &pollEnv{feed: newFeed(), rec: &record{version: 1}, stop: make(chan struct{})}
 	hub := NewHub(nil)
 	runHub(t, hub, e.feed)
 	e.gauge = metrics.NewUnregistered().LongPollsWaiting
 	e.poller = &Poller{Hub: hub, MaxWait: 5 * time.Second, Stopping: e.stop, Gauge: e.gauge}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.poller.Serve(w, r, store.ChangeTicket, "r-1", e.rec.read)
+		if src == nil {
+			e.poller.Serve(w, r, store.ChangeTicket, "r-1", e.rec.read)
+			return
+		}
+		e.poller.ServeWith(w, r, store.ChangeTicket, "r-1", src(e.rec))
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
 }
 
+// carrying serves the record from the tickets its changes carry.
+func carrying(rec *record) Source { return Source{Read: rec.read, Carried: CarriedTicket} }
+
+func (rec *record) readCount() int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.reads
+}
+
+// carriedChange is a change of the record to version v that carries it
+// with status st, as a store that sends the state along does.
+func carriedChange(v int64, st contracts.Status) store.Change {
+	return store.Change{Kind: store.ChangeTicket, ID: "r-1", Version: v,
+		Ticket: store.CarryTicket(contracts.Ticket{ID: "r-1", Status: st, Version: v})}
+}
+
 type pollResult struct {
 	status  int
 	version int64
+	doc     doc
 	took    time.Duration
 	err     error
 }
@@ -94,7 +124,7 @@ func (e *pollEnv) get(query string) <-chan pollResult {
 		} else {
 			io.Copy(io.Discard, resp.Body)
 		}
-		out <- pollResult{status: resp.StatusCode, version: d.Version, took: time.Since(start), err: err}
+		out <- pollResult{status: resp.StatusCode, version: d.Version, doc: d, took: time.Since(start), err: err}
 	}()
 	return out
 }
@@ -310,5 +340,119 @@ func TestPollOutlivesServerTimeouts(t *testing.T) {
 		if r.status != http.StatusOK || r.version != 1 || r.took < 400*time.Millisecond {
 			t.Errorf("%s: %d version %d after %v; want 200 version 1 after the wait", query, r.status, r.version, r.took)
 		}
+	}
+}
+
+func TestPollAnswersFromTheCarriedRecord(t *testing.T) {
+	e := newPollEnvWith(t, carrying)
+	res := e.get("wait=5s&after=1")
+	e.held(t, 1)
+	// The store is not changed: a poll that read would find version 1
+	// and go on holding.
+	e.feed.send(t, carriedChange(2, contracts.StatusMatched))
+	r := wait(t, res, time.Second)
+	if r.status != http.StatusOK || r.version != 2 || r.doc.Status != contracts.StatusMatched {
+		t.Errorf("got %d %+v, want 200 with the carried record, version 2, matched", r.status, r.doc)
+	}
+	if n := e.rec.readCount(); n != 1 {
+		t.Errorf("record read %d times, want once, before the wait", n)
+	}
+}
+
+func TestPollPassesOverStaleChanges(t *testing.T) {
+	e := newPollEnvWith(t, carrying)
+	e.rec.version = 3
+	res := e.get("wait=300ms&after=3")
+	e.held(t, 1)
+	// Repeated or late news: no read, no answer.
+	e.feed.send(t, carriedChange(3, contracts.StatusMatched))
+	e.feed.send(t, carriedChange(2, contracts.StatusMatched))
+	e.feed.send(t, store.Change{Kind: store.ChangeTicket, ID: "r-1", Version: 3})
+	r := wait(t, res, 5*time.Second)
+	if r.version != 3 || r.doc.Status != "" || r.took < 300*time.Millisecond {
+		t.Errorf("answered %+v after %v, want the record read, version 3, after the wait", r.doc, r.took)
+	}
+	if n := e.rec.readCount(); n != 1 {
+		t.Errorf("record read %d times, want once, before the wait", n)
+	}
+}
+
+func TestPollReadsWhenNothingUsableIsCarried(t *testing.T) {
+	undecodable := store.CarryEncodedTicket("garbage", func(string) (contracts.Ticket, error) {
+		return contracts.Ticket{}, errors.New("bad state")
+	})
+	for name, c := range map[string]store.Change{
+		"nothing carried": {Kind: store.ChangeTicket, ID: "r-1", Version: 2},
+		"undecodable":     {Kind: store.ChangeTicket, ID: "r-1", Version: 2, Ticket: undecodable},
+		"no version":      {Kind: store.ChangeTicket, ID: "r-1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newPollEnvWith(t, carrying)
+			res := e.get("wait=5s&after=1")
+			e.held(t, 1)
+			e.rec.mu.Lock()
+			e.rec.version = 2
+			e.rec.mu.Unlock()
+			e.feed.send(t, c)
+			r := wait(t, res, time.Second)
+			if r.version != 2 || r.doc.Status != "" {
+				t.Errorf("answered %+v, want the record read, version 2", r.doc)
+			}
+			if n := e.rec.readCount(); n != 2 {
+				t.Errorf("record read %d times, want twice", n)
+			}
+		})
+	}
+}
+
+func TestPollCarriedResyncReads(t *testing.T) {
+	e := newPollEnvWith(t, carrying)
+	res := e.get("wait=5s&after=1")
+	e.held(t, 1)
+	e.feed.send(t, store.Change{Kind: store.ChangeResync})
+	e.feed.send(t, store.Change{Kind: store.ChangeTicket, ID: "nobody"}) // resync delivered
+	deadline := time.Now().Add(5 * time.Second)
+	for e.rec.readCount() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("resync did not make the poll read again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Finding no change, it holds on, and a carried change answers it.
+	e.feed.send(t, carriedChange(2, contracts.StatusCancelled))
+	r := wait(t, res, time.Second)
+	if r.version != 2 || r.doc.Status != contracts.StatusCancelled {
+		t.Errorf("answered %+v, want the carried record", r.doc)
+	}
+	if n := e.rec.readCount(); n != 2 {
+		t.Errorf("record read %d times, want twice: first, and on the resync", n)
+	}
+}
+
+func TestPollCarriedUntilReady(t *testing.T) {
+	e := newPollEnvWith(t, func(rec *record) Source {
+		src := carrying(rec)
+		src.Ready = func(v any) bool {
+			tk, ok := v.(contracts.Ticket)
+			return ok && tk.Status == contracts.StatusAssigned
+		}
+		return src
+	})
+	res := e.get("wait=5s&after=1")
+	e.held(t, 1)
+	e.feed.send(t, carriedChange(2, contracts.StatusMatched))
+	e.feed.send(t, store.Change{Kind: store.ChangeTicket, ID: "nobody"})
+	select {
+	case r := <-res:
+		t.Fatalf("answered %+v before the record was ready", r.doc)
+	case <-time.After(50 * time.Millisecond):
+	}
+	e.feed.send(t, carriedChange(3, contracts.StatusAssigned))
+	r := wait(t, res, time.Second)
+	if r.version != 3 || r.doc.Status != contracts.StatusAssigned {
+		t.Errorf("answered %+v, want version 3, assigned", r.doc)
+	}
+	if n := e.rec.readCount(); n != 1 {
+		t.Errorf("record read %d times, want once", n)
 	}
 }

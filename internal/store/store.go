@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -107,6 +108,13 @@ type PoolEntry struct {
 	Latencies map[string]float64 `json:"latencies,omitempty"`
 }
 
+// AssignResult is what AssignMatches answers for one match: what
+// AssignMatch answers, the assignment or the error.
+type AssignResult struct {
+	Assignment contracts.Assignment
+	Err        error
+}
+
 // ChangeKind says what a Change is about.
 type ChangeKind uint8
 
@@ -114,7 +122,8 @@ const (
 	// ChangeResync means changes may have been missed (the listener has
 	// just started or reconnected): every waiter should read again.
 	ChangeResync ChangeKind = iota
-	// ChangeTicket: the ticket ID changed and is now at Version.
+	// ChangeTicket: the ticket ID changed and is now at Version, which
+	// Change.Ticket, when set, holds.
 	ChangeTicket
 	// ChangeServer: the allocations of server ID changed and are now at
 	// Version.
@@ -126,6 +135,55 @@ type Change struct {
 	Kind    ChangeKind
 	ID      string
 	Version int64
+	// Ticket, on a ChangeTicket, is the ticket as of Version, carried
+	// with the change so that a waiter can answer without reading the
+	// store. It is nil when the change did not bring it (a deleted
+	// ticket, a notifier that sends none, a resync, a ChangeServer);
+	// whoever needs the ticket then reads it.
+	Ticket *TicketState
+}
+
+// TicketState is a ticket's state as carried by its change. A store may
+// send it encoded, to be decoded on first use only, by whoever wants it:
+// most changes reach processes that have no waiter for them. It is shared
+// by everyone the change reaches, so what Get returns is read-only.
+type TicketState struct {
+	once   sync.Once
+	raw    string
+	decode func(string) (contracts.Ticket, error)
+	// t is a pointer so that a change nobody decodes costs little.
+	t   *contracts.Ticket
+	err error
+}
+
+// CarryTicket carries t, which nobody may change afterwards.
+func CarryTicket(t contracts.Ticket) *TicketState { return &TicketState{t: &t} }
+
+// CarryEncodedTicket carries a ticket as raw, which decode turns into the
+// ticket on the first call of Get.
+func CarryEncodedTicket(raw string, decode func(string) (contracts.Ticket, error)) *TicketState {
+	return &TicketState{raw: raw, decode: decode}
+}
+
+// ErrNotCarried: the change did not carry the record.
+var ErrNotCarried = errors.New("record not carried with its change")
+
+// Get returns the carried ticket, or an error if s is nil or cannot be
+// decoded. Its slices, maps and pointers are shared: do not change them.
+func (s *TicketState) Get() (contracts.Ticket, error) {
+	if s == nil {
+		return contracts.Ticket{}, ErrNotCarried
+	}
+	if s.decode != nil {
+		s.once.Do(func() {
+			t, err := s.decode(s.raw)
+			s.t, s.err, s.raw = &t, err, ""
+		})
+	}
+	if s.err != nil {
+		return contracts.Ticket{}, s.err
+	}
+	return *s.t, nil
 }
 
 // Store is the whole contract. Services depend on the small subsets they use,
@@ -238,6 +296,15 @@ type Store interface {
 	// changes nothing. ErrNotFound for an unknown match, ErrConflict for a
 	// failed one, ErrNoCapacity when no server qualifies.
 	AssignMatch(ctx context.Context, matchID string, now time.Time) (contracts.Assignment, error)
+	// AssignMatches is AssignMatch for each of ids, as if called for one
+	// after the other in that order, and answers one result per id, in
+	// that order: an id given twice answers the second time as a repeat
+	// of AssignMatch does. Each match is placed atomically, as by
+	// AssignMatch; the batch as a whole is not one step, and a store
+	// failure may fail some results and not others. It is for callers
+	// with many matches at hand: a store that pays a round trip per call
+	// places them in a few round trips in all.
+	AssignMatches(ctx context.Context, ids []string, now time.Time) []AssignResult
 	// FailMatch fails an unassigned match: every ticket of it becomes failed
 	// with reason (version+1) and its players are released. Failing again
 	// is harmless; ErrConflict if the match is assigned, ErrNotFound if
@@ -250,8 +317,11 @@ type Store interface {
 	// Listen calls fn for every change made by any process from now on,
 	// until ctx ends. It first calls fn with ChangeResync once it is
 	// listening, and again whenever it may have missed changes (after a
-	// reconnect). fn must not block. Listen returns ctx.Err() when ctx ends,
-	// or an error if it cannot listen at all.
+	// reconnect). fn must not block. Every change that raises a stored
+	// ticket's version carries the ticket as of that version
+	// (Change.Ticket); a listener still reads the ticket when a change
+	// carries none or one that does not decode. Listen returns ctx.Err()
+	// when ctx ends, or an error if it cannot listen at all.
 	Listen(ctx context.Context, fn func(Change)) error
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error

@@ -17,8 +17,18 @@ type listener struct {
 	wake    chan struct{} // holds a token while pending may be non-empty
 }
 
-// notify queues c for every listener. The caller holds s.mu.
+// notify queues c for every listener. The caller holds s.mu. A ticket's
+// change carries a copy of the ticket as it is now, if it is still stored
+// at c's version; the copy is shared by every listener and never changed.
 func (s *Store) notify(c store.Change) {
+	if len(s.listeners) == 0 {
+		return
+	}
+	if c.Kind == store.ChangeTicket && c.Ticket == nil {
+		if rec, ok := s.tickets[c.ID]; ok && rec.t.Version == c.Version {
+			c.Ticket = store.CarryTicket(cloneTicket(rec.t))
+		}
+	}
 	for l := range s.listeners {
 		l.mu.Lock()
 		l.pending = append(l.pending, c)
@@ -31,7 +41,9 @@ func (s *Store) notify(c store.Change) {
 }
 
 // Listen implements store.Store. fn is called on the caller's goroutine, one
-// change at a time, in the order the changes were made.
+// change at a time, in the order the changes were made. Every change of a
+// stored ticket carries the ticket (store.Change.Ticket); the change of a
+// deleted one does not.
 func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 	if err := ctx.Err(); err != nil {
 		return err

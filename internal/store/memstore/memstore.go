@@ -754,3 +754,14 @@ func upFirst(up, down store.PoolEntry) bool {
 	}
 	return up.TicketID < down.TicketID
 }
+
+// AssignMatches implements store.Store. In memory a call costs no round
+// trip, so the matches are simply assigned one after the other; each takes
+// the lock on its own, so that a big batch does not hold up other callers.
+func (s *Store) AssignMatches(ctx context.Context, ids []string, now time.Time) []store.AssignResult {
+	out := make([]store.AssignResult, len(ids))
+	for i, id := range ids {
+		out[i].Assignment, out[i].Err = s.AssignMatch(ctx, id, now)
+	}
+	return out
+}

@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -103,6 +105,26 @@ func decodeTicket(h map[string]string) (contracts.Ticket, error) {
 		}
 	}
 	return t, nil
+}
+
+// decodeTicketState reads back the state a ticket's change carries: its
+// hash fields as "<name> <length> <value>", run together (stateOf in
+// scripts.go), decoded as the hash itself is.
+func decodeTicketState(raw string) (contracts.Ticket, error) {
+	h := make(map[string]string, 12)
+	for raw != "" {
+		name, rest, ok := strings.Cut(raw, " ")
+		if !ok {
+			return contracts.Ticket{}, errors.New("decoding ticket state: field without a length")
+		}
+		ln, rest, ok := strings.Cut(rest, " ")
+		n, err := strconv.Atoi(ln)
+		if !ok || err != nil || n < 0 || n > len(rest) {
+			return contracts.Ticket{}, fmt.Errorf("decoding ticket state: bad length of field %q", name)
+		}
+		h[name], raw = rest[:n], rest[n:]
+	}
+	return decodeTicket(h)
 }
 
 // decodeServer reads a server hash back.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -861,20 +862,74 @@ func TestParseChange(t *testing.T) {
 		payload string
 		want    store.Change
 		ok      bool
+		carried bool
 	}{
-		{"t:abc:7", store.Change{Kind: store.ChangeTicket, ID: "abc", Version: 7}, true},
-		{"s:gs-1:12", store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: 12}, true},
-		{"t:a:b:3", store.Change{Kind: store.ChangeTicket, ID: "a:b", Version: 3}, true},
-		{"t::3", store.Change{}, false},
-		{"t:abc", store.Change{}, false},
-		{"t:abc:x", store.Change{}, false},
-		{"x:abc:1", store.Change{}, false},
-		{"", store.Change{}, false},
+		{"t:abc:7", store.Change{Kind: store.ChangeTicket, ID: "abc", Version: 7}, true, false},
+		{"s:gs-1:12", store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: 12}, true, false},
+		{"t:a:b:3", store.Change{Kind: store.ChangeTicket, ID: "a:b", Version: 3}, true, false},
+		// The state that follows a space may hold anything, ':' too.
+		{"t:a:b:3 id 3 a:bversion 1 3", store.Change{Kind: store.ChangeTicket, ID: "a:b", Version: 3}, true, true},
+		{"t:abc:7 ", store.Change{Kind: store.ChangeTicket, ID: "abc", Version: 7}, true, true},
+		// A server's change carries nothing.
+		{"s:gs-1:12 x 1 y", store.Change{Kind: store.ChangeServer, ID: "gs-1", Version: 12}, true, false},
+		{"t::3", store.Change{}, false, false},
+		{"t:abc", store.Change{}, false, false},
+		{"t:abc:x", store.Change{}, false, false},
+		{"t:abc x:1", store.Change{}, false, false},
+		{"x:abc:1", store.Change{}, false, false},
+		{"", store.Change{}, false, false},
 	}
 	for _, tc := range tests {
 		got, ok := parseChange(tc.payload)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("parseChange(%q) = %+v, %v; want %+v, %v", tc.payload, got, ok, tc.want, tc.ok)
+		carried := got.Ticket != nil
+		got.Ticket = nil
+		if got != tc.want || ok != tc.ok || carried != tc.carried {
+			t.Errorf("parseChange(%q) = %+v (carried %v), %v; want %+v (carried %v), %v",
+				tc.payload, got, carried, ok, tc.want, tc.carried, tc.ok)
+		}
+	}
+}
+
+// stateOf lays out t's hash fields as the scripts' stateOf does.
+func stateOf(t *testing.T, tk contracts.Ticket) string {
+	t.Helper()
+	fields, err := ticketFields(&tk, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i := 0; i < len(fields); i += 2 {
+		name := fields[i].(string)
+		if name == "pids" || name == "exp" {
+			continue
+		}
+		v := fmt.Sprint(fields[i+1])
+		if raw, ok := fields[i+1].([]byte); ok {
+			v = string(raw)
+		}
+		fmt.Fprintf(&b, "%s %d %s", name, len(v), v)
+	}
+	return b.String()
+}
+
+func TestDecodeTicketState(t *testing.T) {
+	tk := ticket("duel.a", "p-a")
+	tk.Status, tk.Version = contracts.StatusAssigned, 3
+	tk.Latencies = map[string]float64{"eu-west": 31}
+	tk.Attributes = map[string]string{"mode": "a b 12 c"} // spaces and digits in a value
+	tk.Match = &contracts.MatchRef{ID: "duel.m", Region: "eu-west", Teams: [][]string{{"p-a"}, {"p-b"}}}
+	tk.Assignment = &contracts.Assignment{ServerID: "gs-1", Address: "10.0.0.7:7777", Region: "eu-west"}
+	tk.Reason = "ünïcode reason"
+	got, err := decodeTicketState(stateOf(t, tk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, tk) {
+		t.Errorf("decoded\n%+v\nwant\n%+v", got, tk)
+	}
+	for _, bad := range []string{"id", "id x duel.a", "id 9 duel.a", "id -1 ", "version 1 x"} {
+		if _, err := decodeTicketState(bad); err == nil {
+			t.Errorf("decodeTicketState(%q) = nil error", bad)
 		}
 	}
 }
@@ -936,9 +991,11 @@ func (l *listener) waitFor(t *testing.T, cond func([]store.Change) bool) []store
 	}
 }
 
+// count counts the changes like c, whatever they carry.
 func count(cs []store.Change, c store.Change) int {
 	n := 0
 	for _, x := range cs {
+		x.Ticket = nil
 		if x == c {
 			n++
 		}

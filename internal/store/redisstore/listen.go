@@ -146,8 +146,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// parseChange reads "t:<id>:<version>" or "s:<id>:<version>". Ids may hold
-// ':', so the version is what follows the last one.
+// parseChange reads "t:<id>:<version>" or "s:<id>:<version>", which a
+// ticket's change follows with a space and the ticket's state (stateOf in
+// scripts.go). Ids may hold ':' but no space, so the version is what
+// follows the last ':' before the first space. The state is carried
+// undecoded (store.TicketState): most changes reach processes that have
+// no waiter for them, and the one that has decodes it once.
 func parseChange(payload string) (store.Change, bool) {
 	var kind store.ChangeKind
 	switch {
@@ -158,14 +162,18 @@ func parseChange(payload string) (store.Change, bool) {
 	default:
 		return store.Change{}, false
 	}
-	rest := payload[2:]
-	i := strings.LastIndexByte(rest, ':')
+	head, state, carried := strings.Cut(payload[2:], " ")
+	i := strings.LastIndexByte(head, ':')
 	if i <= 0 {
 		return store.Change{}, false
 	}
-	v, err := strconv.ParseInt(rest[i+1:], 10, 64)
+	v, err := strconv.ParseInt(head[i+1:], 10, 64)
 	if err != nil {
 		return store.Change{}, false
 	}
-	return store.Change{Kind: kind, ID: rest[:i], Version: v}, true
+	c := store.Change{Kind: kind, ID: head[:i], Version: v}
+	if carried && kind == store.ChangeTicket {
+		c.Ticket = store.CarryEncodedTicket(state, decodeTicketState)
+	}
+	return c, true
 }

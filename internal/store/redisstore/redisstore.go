@@ -16,8 +16,12 @@
 // Options.ServerRetention) runs on Redis key expiry.
 //
 // Every script that raises the version of a ticket or of a server's
-// allocations publishes "t:<id>:<version>" or "s:<id>:<version>" on the
-// channel <prefix>changes, which Listen turns into store.Change values.
+// allocations publishes "t:<id>:<version> <state>" or "s:<id>:<version>"
+// on the channel <prefix>changes, which Listen turns into store.Change
+// values. A ticket's state is its hash as a ticket answer shows it, so
+// that a front answers a held poll without reading it back (stateOf in
+// scripts.go, decodeTicketState in codec.go); a change without it (from an
+// earlier version of this package) still parses, and its waiters read.
 package redisstore
 
 import (

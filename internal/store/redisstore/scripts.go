@@ -45,11 +45,30 @@ local function unpool(key, id)
   redis.call('ZREM', KEYS[4], id)
 end
 
--- bump raises the ticket's version and tells listeners.
+-- stateOf lays out the ticket hash at key for its change notification:
+-- each field a ticket answer shows as "<name> <length> <value>", run
+-- together (decodeTicketState reads it back). The fields only the store
+-- reads (pids, exp, pm) stay out.
+local function stateOf(key)
+  local h = redis.call('HGETALL', key)
+  local out = {}
+  for i = 1, #h, 2 do
+    local f = h[i]
+    if f ~= 'pids' and f ~= 'exp' and f ~= 'pm' then
+      local v = h[i + 1]
+      out[#out + 1] = f .. ' ' .. #v .. ' ' .. v
+    end
+  end
+  return table.concat(out)
+end
+
+-- bump raises the ticket's version and tells listeners, with the ticket's
+-- new state: "t:<id>:<version> <state>". Every field change of the script
+-- comes before it.
 local function bump(key, id, now)
   local v = redis.call('HINCRBY', key, 'version', 1)
   redis.call('HSET', key, 'updated_at', now)
-  redis.call('PUBLISH', CHANNEL, 't:' .. id .. ':' .. v)
+  redis.call('PUBLISH', CHANNEL, 't:' .. id .. ':' .. v .. ' ' .. stateOf(key))
 end
 
 -- owed notes in the queue's release log rel that the players of ticket id

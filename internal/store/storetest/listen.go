@@ -16,8 +16,16 @@ type recorder struct {
 	mu      sync.Mutex
 	changes []store.Change
 	arrived chan struct{} // signalled after every change
-	seen    map[store.Change]bool
-	next    int // changes[:next] are in seen
+	// seen holds the changes reported, without what they carry, and the
+	// last state carried with each.
+	seen map[store.Change]*store.TicketState
+	next int // changes[:next] are in seen
+}
+
+// bare is c without the state it carries.
+func bare(c store.Change) store.Change {
+	c.Ticket = nil
+	return c
 }
 
 // listen starts s.Listen, waits for its first report, which must be a
@@ -25,7 +33,7 @@ type recorder struct {
 // ctx.Err().
 func listen(t *testing.T, s store.Store) *recorder {
 	t.Helper()
-	r := &recorder{arrived: make(chan struct{}, 1), seen: map[store.Change]bool{}}
+	r := &recorder{arrived: make(chan struct{}, 1), seen: map[store.Change]*store.TicketState{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var listenErr error
@@ -80,18 +88,19 @@ func listen(t *testing.T, s store.Store) *recorder {
 }
 
 // want waits until every one of the changes has been reported, in any order
-// and at any time since listening started.
+// and at any time since listening started, whatever they carry.
 func (r *recorder) want(t *testing.T, changes ...store.Change) {
 	t.Helper()
 	deadline := time.After(wait)
 	for {
 		r.mu.Lock()
 		for ; r.next < len(r.changes); r.next++ {
-			r.seen[r.changes[r.next]] = true
+			c := r.changes[r.next]
+			r.seen[bare(c)] = c.Ticket
 		}
 		var missing []store.Change
 		for _, c := range changes {
-			if !r.seen[c] {
+			if _, ok := r.seen[c]; !ok {
 				missing = append(missing, c)
 			}
 		}
@@ -154,4 +163,77 @@ func testListen(t *testing.T, listenOn, changeOn store.Store) {
 		t.Fatalf("ExpireDue = %v, %v; want [f]", got, err)
 	}
 	r.want(t, ticketChange(tid("f"), 2))
+}
+
+// wantCarried waits for the change of ticket id to version v and checks
+// that it carries the ticket as the store holds it now: the caller makes
+// no other change of the ticket in between.
+func (r *recorder) wantCarried(t *testing.T, h *harness, id string, v int64) {
+	t.Helper()
+	c := ticketChange(id, v)
+	r.want(t, c)
+	r.mu.Lock()
+	carried := r.seen[c]
+	r.mu.Unlock()
+	got, err := carried.Get()
+	if err != nil {
+		t.Errorf("change of ticket %s to version %d carries no ticket: %v", id, v, err)
+		return
+	}
+	if got.Version != v {
+		t.Errorf("change of ticket %s to version %d carries version %d", id, v, got.Version)
+	}
+	sameTicket(t, got, h.get(id))
+}
+
+// testListenCarries checks that each change that raises a ticket's version
+// carries the ticket as stored at that version: status, version, times,
+// party, match, assignment and reason.
+func testListenCarries(t *testing.T, listenOn, changeOn store.Store) {
+	r := listen(t, listenOn)
+	h := newHarness(t, changeOn)
+
+	tk := newTicket(tid("a"), "p-a", "p-a2")
+	tk.Latencies = map[string]float64{euWest: 31, usEast: 112}
+	tk.Attributes = map[string]string{"platform": "pc"}
+	if err := h.s.CreateTicket(h.ctx, tk, base.Add(time.Hour)); err != nil {
+		t.Fatalf("CreateTicket: %v", err)
+	}
+	tks := append([]contracts.Ticket{tk}, h.solo(tid("b"), tid("c"), tid("d"), tid("e"))...)
+	h.createExpiring(at(60), tid("f"), "p-f")
+	h.server("gs-1", euWest, 2)
+
+	h.claim(mid("m-1"), tks[0], tks[1])
+	r.wantCarried(t, h, tid("a"), 2)
+	r.wantCarried(t, h, tid("b"), 2)
+	if got := h.get(tid("a")); got.Match == nil || got.Match.ID != mid("m-1") {
+		t.Fatalf("matched ticket has match %+v", got.Match)
+	}
+
+	h.assign(mid("m-1"))
+	r.wantCarried(t, h, tid("a"), 3)
+	r.wantCarried(t, h, tid("b"), 3)
+	if got := h.get(tid("a")); got.Status != contracts.StatusAssigned || got.Assignment == nil {
+		t.Fatalf("assigned ticket is %s with assignment %+v", got.Status, got.Assignment)
+	}
+
+	if _, err := h.s.CancelTicket(h.ctx, tid("c"), at(3)); err != nil {
+		t.Fatalf("CancelTicket: %v", err)
+	}
+	r.wantCarried(t, h, tid("c"), 2)
+
+	h.claim(mid("m-2"), tks[3], tks[4])
+	if err := h.s.FailMatch(h.ctx, mid("m-2"), contracts.ReasonNoServerCapacity, at(4)); err != nil {
+		t.Fatalf("FailMatch: %v", err)
+	}
+	r.wantCarried(t, h, tid("d"), 3)
+	if got := h.get(tid("e")); got.Reason != contracts.ReasonNoServerCapacity {
+		t.Fatalf("failed ticket has reason %q", got.Reason)
+	}
+	r.wantCarried(t, h, tid("e"), 3)
+
+	if got, err := h.s.ExpireDue(h.ctx, at(60), 10); err != nil || len(got) != 1 {
+		t.Fatalf("ExpireDue = %v, %v; want [f]", got, err)
+	}
+	r.wantCarried(t, h, tid("f"), 2)
 }

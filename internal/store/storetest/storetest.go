@@ -56,9 +56,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AssignMatchFreeSlots", testAssignFreeSlots},
 		{"AssignMatch", testAssignMatch},
 		{"AssignMatchErrors", testAssignErrors},
+		{"AssignMatches", testAssignMatches},
+		{"AssignMatchesLikeOneByOne", testAssignMatchesLikeOneByOne},
 		{"FailMatch", testFailMatch},
 		{"EndMatch", testEndMatch},
 		{"Listen", func(t *testing.T, h *harness) { testListen(t, h.s, h.s) }},
+		{"ListenCarriesTicket", func(t *testing.T, h *harness) { testListenCarries(t, h.s, h.s) }},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
@@ -80,6 +83,10 @@ func RunShared(t *testing.T, newPair func(t *testing.T) (store.Store, store.Stor
 		a, b := newPair(t)
 		testListen(t, a, b)
 	})
+	t.Run("ListenCarriesTicketAcrossValues", func(t *testing.T) {
+		a, b := newPair(t)
+		testListenCarries(t, a, b)
+	})
 	runRaces(t, func(t *testing.T) []store.Store {
 		a, b := newPair(t)
 		return []store.Store{a, b}
@@ -97,6 +104,7 @@ func runRaces(t *testing.T, newStores func(t *testing.T) []store.Store) {
 		{"RaceCreateSamePlayer", testRaceCreateSamePlayer},
 		{"RaceAssignOneSlot", testRaceAssignOneSlot},
 		{"RaceAssignManyServers", testRaceAssignManyServers},
+		{"RaceAssignMatches", testRaceAssignMatches},
 	}
 	for _, tc := range races {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStores(t)) })
