@@ -15,6 +15,11 @@ build:
 bench:
 	scripts/bench.sh
 
+# The A/B benchmark of two commits, alternating: make ab OLD=commit [NEW=commit]
+.PHONY: ab
+ab:
+	scripts/ab.sh $(OLD) $(NEW)
+
 # The fault-injection run (about 10 minutes); README.md's "Faults" explains
 # its table. The test command runs a short version.
 .PHONY: chaos
