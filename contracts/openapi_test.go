@@ -479,6 +479,9 @@ func (downStore) DeleteTicket(context.Context, string) error { return errDown }
 func (downStore) Ticket(context.Context, string) (contracts.Ticket, error) {
 	return contracts.Ticket{}, errDown
 }
+func (downStore) WatchTicket(context.Context, string) (contracts.Ticket, error) {
+	return contracts.Ticket{}, errDown
+}
 func (downStore) CancelTicket(context.Context, string, time.Time) (contracts.Ticket, error) {
 	return contracts.Ticket{}, errDown
 }

@@ -28,6 +28,11 @@ func (c *countingStore) Ticket(ctx context.Context, id string) (contracts.Ticket
 	return c.Store.Ticket(ctx, id)
 }
 
+func (c *countingStore) WatchTicket(ctx context.Context, id string) (contracts.Ticket, error) {
+	c.reads.Add(1)
+	return c.Store.WatchTicket(ctx, id)
+}
+
 // TestHeldPollAnswersFromTheChange: a held poll reads the ticket once,
 // before it waits, and answers each change from the ticket the change
 // carries, on either store; a poll until assigned sleeps through matched
@@ -40,7 +45,7 @@ func TestHeldPollAnswersFromTheChange(t *testing.T) {
 				addr, prefix := testenv.Redis(t)
 				c := redis.NewClient(&redis.Options{Addr: addr})
 				t.Cleanup(func() { c.Close() })
-				s = redisstore.New(c, redisstore.Options{Prefix: prefix})
+				s = redisstore.New(c, redisstore.Options{Prefix: prefix, Listener: "front"})
 			}
 			b := membroker.New(nil)
 			t.Cleanup(func() { b.Close() })

@@ -31,6 +31,7 @@ type Store interface {
 	CreateTicketOnce(ctx context.Context, t contracts.Ticket, expiresAt time.Time, idem store.Idempotency) error
 	DeleteTicket(ctx context.Context, id string) error
 	Ticket(ctx context.Context, id string) (contracts.Ticket, error)
+	WatchTicket(ctx context.Context, id string) (contracts.Ticket, error)
 	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
 }
 
@@ -306,15 +307,24 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A held poll is answered from the ticket its change carries; it reads
-	// the store first, and again only when a change brings no ticket.
-	a.poller.ServeWith(w, r, store.ChangeTicket, id, longpoll.Source{
-		Read: func(ctx context.Context) (any, int64, error) {
-			t, err := a.store.Ticket(ctx, id)
+	// the store first, asking for the ticket's changes to be sent here,
+	// and again only when a change brings no ticket.
+	read := func(watch bool) func(ctx context.Context) (any, int64, error) {
+		return func(ctx context.Context) (any, int64, error) {
+			get := a.store.Ticket
+			if watch {
+				get = a.store.WatchTicket
+			}
+			t, err := get(ctx, id)
 			if err != nil {
 				return nil, 0, storeErr("reading ticket", err)
 			}
 			return t, t.Version, nil
-		},
+		}
+	}
+	a.poller.ServeWith(w, r, store.ChangeTicket, id, longpoll.Source{
+		Read:    read(false),
+		Hold:    read(true),
 		Carried: longpoll.CarriedTicket,
 		Ready:   ready,
 	})

@@ -38,7 +38,7 @@ func BenchmarkHeldPoll(b *testing.B) {
 				b.Cleanup(func() { c.Close() })
 				mb := membroker.New(nil)
 				b.Cleanup(func() { mb.Close() })
-				return newFrontEnv(b, redisstore.New(c, redisstore.Options{Prefix: prefix}), mb)
+				return newFrontEnv(b, redisstore.New(c, redisstore.Options{Prefix: prefix, Listener: "front"}), mb)
 			}
 			b.Run("memory", func(b *testing.B) {
 				const n = 2000

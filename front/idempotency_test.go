@@ -33,7 +33,7 @@ func twoFronts(t *testing.T, backend string) (*frontEnv, *frontEnv) {
 	newStore := func() storeListener {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		t.Cleanup(func() { c.Close() })
-		return redisstore.New(c, redisstore.Options{Prefix: prefix})
+		return redisstore.New(c, redisstore.Options{Prefix: prefix, Listener: "front"})
 	}
 	return newFrontEnv(t, newStore(), b), newFrontEnv(t, newStore(), b)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -28,7 +29,7 @@ func TestLongPollAcrossFronts(t *testing.T) {
 		if err := b.Declare(context.Background(), contracts.TicketQueue("duel"), time.Second); err != nil {
 			t.Fatal(err)
 		}
-		return newFrontEnv(t, redisstore.New(c, redisstore.Options{Prefix: prefix}), b)
+		return newFrontEnv(t, redisstore.New(c, redisstore.Options{Prefix: prefix, Listener: uuid.NewString()}), b)
 	}
 	a, b := newFront(), newFront()
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quickmatch/quickmatch/internal/broker"
@@ -58,6 +59,12 @@ func Connect(ctx context.Context, cfg *Config, role string, log *slog.Logger) (*
 		rdb.Close()
 		return nil, fmt.Errorf("connecting to Redis at %s: %w", cfg.RedisAddr, err)
 	}
-	st := redisstore.New(rdb, redisstore.Options{Prefix: cfg.RedisPrefix, Retention: cfg.Retention})
+	opts := redisstore.Options{Prefix: cfg.RedisPrefix, Retention: cfg.Retention}
+	if role == Front.String() || role == All.String() {
+		// The changes of the tickets whose polls this process holds are
+		// sent to it alone, under a name no other process has.
+		opts.Listener = uuid.NewString()
+	}
+	st := redisstore.New(rdb, opts)
 	return &Deps{Broker: b, Store: st, close: func() error { return errors.Join(b.Close(), rdb.Close()) }}, nil
 }

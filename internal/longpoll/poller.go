@@ -35,6 +35,10 @@ type Poller struct {
 type Source struct {
 	// Read reads the record from the store, with its version.
 	Read func(ctx context.Context) (v any, version int64, err error)
+	// Hold, if set, is Read for a poll about to be held: a store that
+	// routes changes to the processes that ask for them is asked here
+	// (store.WatchTicket), in the same step as the read.
+	Hold func(ctx context.Context) (v any, version int64, err error)
 	// Carried, if set, takes the record from a change that carried it
 	// (CarriedTicket for a ticket), so that a wake-up needs no read; ok
 	// false sends the poll to Read.
@@ -83,7 +87,11 @@ func (p *Poller) ServeWith(w http.ResponseWriter, r *http.Request, kind store.Ch
 	// and the wait still wakes us.
 	changed, unwatch := p.Hub.Watch(kind, id)
 	defer unwatch()
-	v, version, err := src.Read(ctx)
+	hold := src.Read
+	if src.Hold != nil {
+		hold = src.Hold
+	}
+	v, version, err := hold(ctx)
 	if err != nil {
 		httpapi.WriteProblem(w, r, p.Log, err)
 		return
@@ -119,7 +127,7 @@ func (p *Poller) ServeWith(w http.ResponseWriter, r *http.Request, kind store.Ch
 			}
 			nv, nversion, ok := p.carried(src, c)
 			if !ok {
-				if nv, nversion, err = src.Read(ctx); err != nil {
+				if nv, nversion, err = hold(ctx); err != nil {
 					httpapi.WriteProblem(w, r, p.Log, err)
 					return
 				}

@@ -216,6 +216,12 @@ type Store interface {
 	DeleteTicket(ctx context.Context, id string) error
 	// Ticket returns the ticket now, or ErrNotFound.
 	Ticket(ctx context.Context, id string) (contracts.Ticket, error)
+	// WatchTicket is Ticket for a poll about to wait on the ticket's
+	// changes: a store that routes changes to the listeners that asked
+	// (redisstore with Options.Listener) adds this process to the
+	// ticket's, in the same step as the read, so that no change after the
+	// read is missed. Any other store answers Ticket.
+	WatchTicket(ctx context.Context, id string) (contracts.Ticket, error)
 	// CancelTicket moves a searching ticket to cancelled (version+1,
 	// updated_at=now), removes it from the pool, releases its players and
 	// returns it. On a cancelled ticket it changes nothing and returns it

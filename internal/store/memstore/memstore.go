@@ -224,6 +224,12 @@ func (s *Store) Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	return cloneTicket(rec.t), nil
 }
 
+// WatchTicket implements store.Store: every listener hears every change
+// in memory.
+func (s *Store) WatchTicket(ctx context.Context, id string) (contracts.Ticket, error) {
+	return s.Ticket(ctx, id)
+}
+
 // CancelTicket implements store.Store.
 func (s *Store) CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error) {
 	s.mu.Lock()

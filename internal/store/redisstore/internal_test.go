@@ -1030,7 +1030,7 @@ func TestListenResyncsAfterReconnect(t *testing.T) {
 	name := "redisstore-test-" + strings.TrimSuffix(prefix, ".")
 	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), ClientName: name})
 	t.Cleanup(func() { c.Close() })
-	s := New(c, Options{Prefix: prefix})
+	s := New(c, Options{Prefix: prefix, Listener: "l"})
 	l := listenOn(t, s)
 
 	admin := newClient(t)
@@ -1041,7 +1041,7 @@ func TestListenResyncsAfterReconnect(t *testing.T) {
 	}
 	killed := 0
 	for _, line := range strings.Split(clients, "\n") {
-		if !strings.Contains(line, " name="+name+" ") || !strings.Contains(line, "sub=1") {
+		if !strings.Contains(line, " name="+name+" ") || !strings.Contains(line, "sub=2") {
 			continue
 		}
 		for _, f := range strings.Fields(line) {
@@ -1059,6 +1059,9 @@ func TestListenResyncsAfterReconnect(t *testing.T) {
 	l.waitFor(t, func(cs []store.Change) bool { return count(cs, resync) == 2 })
 
 	mustCreate(t, s, ticket("duel.a", "p-a"), t0.Add(time.Hour))
+	if _, err := s.WatchTicket(ctx, "duel.a"); err != nil {
+		t.Fatalf("WatchTicket: %v", err)
+	}
 	if _, err := s.CancelTicket(ctx, "duel.a", t0); err != nil {
 		t.Fatalf("CancelTicket: %v", err)
 	}

@@ -70,6 +70,10 @@ func (s *Store) regionKey(region string) string     { return s.prefix + "{server
 func (s *Store) queuesKey() string                  { return s.prefix + "{meta}:queues" }
 func (s *Store) channel() string                    { return s.prefix + "changes" }
 
+// listenerChannel is where the changes of the tickets a listener watches
+// are sent (bump in scripts.go).
+func (s *Store) listenerChannel(listener string) string { return s.channel() + ":" + listener }
+
 // idemKey holds the ticket id and fingerprint of the create that used
 // idempotency key key in queue. The key is the client's, of any length and
 // any bytes, so its name holds a digest of it.

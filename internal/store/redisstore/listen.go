@@ -62,7 +62,7 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 
 	listening := false
 	for {
-		ps := s.client.Subscribe(ctx, s.channel())
+		ps := s.client.Subscribe(ctx, s.channels()...)
 		mu.Lock()
 		if stopped {
 			mu.Unlock()
@@ -83,6 +83,15 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 		// The connection went silent: start over on a new one, whose
 		// confirmation brings a resync.
 	}
+}
+
+// channels are those Listen subscribes to: the server changes, and the
+// changes of the tickets this Store's listener watches.
+func (s *Store) channels() []string {
+	if s.listener == "" {
+		return []string{s.channel()}
+	}
+	return []string{s.channel(), s.listenerChannel(s.listener)}
 }
 
 // receive delivers what ps receives until ctx ends, ps fails before it
@@ -122,7 +131,9 @@ func (s *Store) receive(ctx context.Context, ps *redis.PubSub, fn func(store.Cha
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			// One SUBSCRIBE of every channel is confirmed channel by
+			// channel; once the last is, all of them are in place.
+			if m.Kind == "subscribe" && m.Count == len(s.channels()) {
 				*listening = true
 				pause = retryMin
 				fn(store.Change{Kind: store.ChangeResync})

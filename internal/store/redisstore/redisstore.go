@@ -53,6 +53,12 @@ type Options struct {
 	// ServerRetention is how long a server's record is kept once it is no
 	// longer live (it missed its heartbeats); default 1h.
 	ServerRetention time.Duration
+	// Listener names this process for the ticket changes routed to it: a
+	// front sets it (unique per process), so that the changes of the
+	// tickets whose polls it holds reach it, and no one else. Without it
+	// Listen hears server changes only, and WatchTicket is Ticket. It must
+	// hold no space.
+	Listener string
 }
 
 // Store is a store.Store on Redis. It is safe for concurrent use, and any
@@ -64,6 +70,7 @@ type Store struct {
 	prefix          string
 	retention       time.Duration
 	serverRetention time.Duration
+	listener        string
 	// pingEvery is the pingEvery constant, shortened by tests.
 	pingEvery time.Duration
 	// registered holds when each queue was last added to the queue set
@@ -92,6 +99,7 @@ func New(client redis.UniversalClient, opts Options) *Store {
 		prefix:          opts.Prefix,
 		retention:       opts.Retention,
 		serverRetention: opts.ServerRetention,
+		listener:        opts.Listener,
 		pingEvery:       pingEvery,
 	}
 }
@@ -198,6 +206,42 @@ func (s *Store) Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	}
 	if len(h) == 0 {
 		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, store.ErrNotFound)
+	}
+	t, err := decodeTicket(h)
+	if err != nil {
+		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// maxWatchers is how many fronts a ticket's changes are sent to: the
+// latest to hold a poll on it. A player polls through one front at a time;
+// a few more cover the fronts its retries reach through a load balancer.
+const maxWatchers = 4
+
+// WatchTicket implements store.Store: the read adds this Store's listener
+// to the ticket's watchers in the same script, so a change after the read
+// reaches this process.
+func (s *Store) WatchTicket(ctx context.Context, id string) (contracts.Ticket, error) {
+	if s.listener == "" {
+		return s.Ticket(ctx, id)
+	}
+	key, ok := s.ticketKeyOf(id)
+	if !ok {
+		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, store.ErrNotFound)
+	}
+	r, err := s.run(ctx, watchScript, []string{key}, s.listener, maxWatchers)
+	if err != nil {
+		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, err)
+	}
+	if len(r) == 0 {
+		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, store.ErrNotFound)
+	}
+	h := make(map[string]string, len(r)/2)
+	for i := 0; i+1 < len(r); i += 2 {
+		f, _ := r[i].(string)
+		v, _ := r[i+1].(string)
+		h[f] = v
 	}
 	t, err := decodeTicket(h)
 	if err != nil {

@@ -26,7 +26,7 @@ func (b backend) newStore(t testing.TB) *Store {
 	t.Helper()
 	prefix := testenv.Prefix(t)
 	b.clean(t, prefix)
-	return New(b.client(t), Options{Prefix: prefix})
+	return New(b.client(t), Options{Prefix: prefix, Listener: "test"})
 }
 
 // single is the Redis server of testenv.
@@ -117,7 +117,7 @@ func runShared(t *testing.T, b backend) {
 	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
 		prefix := testenv.Prefix(t)
 		b.clean(t, prefix)
-		return New(b.client(t), Options{Prefix: prefix}), New(b.client(t), Options{Prefix: prefix})
+		return New(b.client(t), Options{Prefix: prefix, Listener: "a"}), New(b.client(t), Options{Prefix: prefix, Listener: "b"})
 	})
 }
 

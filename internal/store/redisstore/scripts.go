@@ -11,7 +11,9 @@ import "github.com/redis/go-redis/v9"
 // checks what it relies on.
 //
 // ARGV[1] of every script is the change channel, which takes no slot:
-// classic PUBLISH reaches every node of a cluster.
+// classic PUBLISH reaches every node of a cluster. Server changes go to it;
+// ticket changes go to CHANNEL:<listener>, the channel of each front that
+// watches the ticket (Options.Listener).
 //
 // Lua compares strings with strcoll, which follows the server's locale, so
 // ids and time keys are compared byte by byte with less.
@@ -48,13 +50,13 @@ end
 -- stateOf lays out the ticket hash at key for its change notification:
 -- each field a ticket answer shows as "<name> <length> <value>", run
 -- together (decodeTicketState reads it back). The fields only the store
--- reads (pids, exp, pm) stay out.
+-- reads (pids, exp, pm, w) stay out.
 local function stateOf(key)
   local h = redis.call('HGETALL', key)
   local out = {}
   for i = 1, #h, 2 do
     local f = h[i]
-    if f ~= 'pids' and f ~= 'exp' and f ~= 'pm' then
+    if f ~= 'pids' and f ~= 'exp' and f ~= 'pm' and f ~= 'w' then
       local v = h[i + 1]
       out[#out + 1] = f .. ' ' .. #v .. ' ' .. v
     end
@@ -62,13 +64,22 @@ local function stateOf(key)
   return table.concat(out)
 end
 
--- bump raises the ticket's version and tells listeners, with the ticket's
--- new state: "t:<id>:<version> <state>". Every field change of the script
--- comes before it.
+-- bump raises the ticket's version and tells the listeners that watch the
+-- ticket (field w: the ids of the fronts that hold its polls, see
+-- watchScript) of its new state, "t:<id>:<version> <state>", each on its
+-- own channel: a change reaches the fronts that wait for it, not every
+-- process, and a ticket nobody polls changes without a message. Every
+-- field change of the script comes before it.
 local function bump(key, id, now)
   local v = redis.call('HINCRBY', key, 'version', 1)
   redis.call('HSET', key, 'updated_at', now)
-  redis.call('PUBLISH', CHANNEL, 't:' .. id .. ':' .. v .. ' ' .. stateOf(key))
+  local w = redis.call('HGET', key, 'w')
+  if w then
+    local msg = 't:' .. id .. ':' .. v .. ' ' .. stateOf(key)
+    for l in string.gmatch(w, '%S+') do
+      redis.call('PUBLISH', CHANNEL .. ':' .. l, msg)
+    end
+  end
 end
 
 -- owed notes in the queue's release log rel that the players of ticket id
@@ -110,6 +121,30 @@ func newScript(body string) *redis.Script { return redis.NewScript(prelude + bod
 //
 // A key held by another ticket answers 'replay', that ticket's id and its
 // fingerprint; the caller reads that ticket.
+// watchScript answers the fields of ticket KEYS[1], as HGETALL does, and
+// adds listener ARGV[2] to those its changes are sent to (bump), keeping
+// the ARGV[3] most recent: a front that died stays listed until newer ones
+// push it out, and a message to it costs Redis a PUBLISH nobody hears.
+// Nothing is written for an unknown ticket, or for a listener already
+// last in the list.
+var watchScript = newScript(`
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return h end
+local me, keep = ARGV[2], tonumber(ARGV[3])
+local w = redis.call('HGET', KEYS[1], 'w')
+local list = {}
+if w then
+  for l in string.gmatch(w, '%S+') do
+    if l ~= me then list[#list + 1] = l end
+  end
+end
+list[#list + 1] = me
+while #list > keep do table.remove(list, 1) end
+local nw = table.concat(list, ' ')
+if nw ~= w then redis.call('HSET', KEYS[1], 'w', nw) end
+return h
+`)
+
 var createScript = newScript(`
 if KEYS[4] then
   local prev = redis.call('GET', KEYS[4])

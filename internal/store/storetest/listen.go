@@ -121,15 +121,30 @@ func ticketChange(id string, version int64) store.Change {
 	return store.Change{Kind: store.ChangeTicket, ID: id, Version: version}
 }
 
+// watch has s watch the tickets ids, as a front does before it holds
+// their polls: a store that routes ticket changes reports them to s's
+// Listen from then on.
+func watch(t *testing.T, s store.Store, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		got, err := s.WatchTicket(context.Background(), id)
+		if err != nil || got.ID != id {
+			t.Fatalf("WatchTicket(%s) = %+v, %v", id, got, err)
+		}
+	}
+}
+
 // testListen listens on one store value and makes changes through another
-// (which may be the same value), checking that each change that raises a
-// version is reported with the new version.
+// (which may be the same value), checking that each change that raises the
+// version of a watched ticket, or of a server, is reported with the new
+// version.
 func testListen(t *testing.T, listenOn, changeOn store.Store) {
 	r := listen(t, listenOn)
 	h := newHarness(t, changeOn)
 
 	tks := h.solo(tid("a"), tid("b"), tid("c"), tid("d"), tid("e"), tid("g"))
 	h.createExpiring(at(60), tid("f"), "p-f")
+	watch(t, listenOn, tid("a"), tid("b"), tid("c"), tid("d"), tid("e"), tid("f"), tid("g"))
 	srv := h.server("gs-1", euWest, 2)
 
 	if _, err := h.s.CancelTicket(h.ctx, tid("a"), at(1)); err != nil {
@@ -201,6 +216,7 @@ func testListenCarries(t *testing.T, listenOn, changeOn store.Store) {
 	}
 	tks := append([]contracts.Ticket{tk}, h.solo(tid("b"), tid("c"), tid("d"), tid("e"))...)
 	h.createExpiring(at(60), tid("f"), "p-f")
+	watch(t, listenOn, tid("a"), tid("b"), tid("c"), tid("d"), tid("e"), tid("f"))
 	h.server("gs-1", euWest, 2)
 
 	h.claim(mid("m-1"), tks[0], tks[1])
@@ -236,4 +252,28 @@ func testListenCarries(t *testing.T, listenOn, changeOn store.Store) {
 		t.Fatalf("ExpireDue = %v, %v; want [f]", got, err)
 	}
 	r.wantCarried(t, h, tid("f"), 2)
+}
+
+// testWatchTicket: WatchTicket answers what Ticket does, and an unknown
+// ticket stays unknown.
+func testWatchTicket(t *testing.T, h *harness) {
+	tk := h.solo(tid("a"))[0]
+	for range 2 { // the second watch of one listener changes nothing
+		got, err := h.s.WatchTicket(h.ctx, tk.ID)
+		if err != nil {
+			t.Fatalf("WatchTicket: %v", err)
+		}
+		sameTicket(t, got, h.get(tk.ID))
+	}
+	if got := h.get(tk.ID); got.Version != tk.Version {
+		t.Errorf("watching raised the version to %d", got.Version)
+	}
+	for _, id := range []string{tid("nobody"), "no-queue-in-this-id"} {
+		if _, err := h.s.WatchTicket(h.ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("WatchTicket(%s) of an unknown ticket: %v, want ErrNotFound", id, err)
+		}
+		if _, err := h.s.Ticket(h.ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("after watching, Ticket(%s) of an unknown ticket: %v, want ErrNotFound", id, err)
+		}
+	}
 }

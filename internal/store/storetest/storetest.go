@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AssignMatchesLikeOneByOne", testAssignMatchesLikeOneByOne},
 		{"FailMatch", testFailMatch},
 		{"EndMatch", testEndMatch},
+		{"WatchTicket", testWatchTicket},
 		{"Listen", func(t *testing.T, h *harness) { testListen(t, h.s, h.s) }},
 		{"ListenCarriesTicket", func(t *testing.T, h *harness) { testListenCarries(t, h.s, h.s) }},
 		{"Ping", testPing},
