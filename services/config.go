@@ -41,8 +41,8 @@ type Config struct {
 
 	MatcherPrefetch  int `envconfig:"MATCHER_PREFETCH" default:"512"`
 	MatcherWorkers   int `envconfig:"MATCHER_WORKERS" default:"512"`
-	AssignerPrefetch int `envconfig:"ASSIGNER_PREFETCH" default:"64"`
-	AssignerWorkers  int `envconfig:"ASSIGNER_WORKERS" default:"16"`
+	AssignerPrefetch int `envconfig:"ASSIGNER_PREFETCH" default:"256"`
+	AssignerWorkers  int `envconfig:"ASSIGNER_WORKERS" default:"256"`
 
 	QueuesFile string `envconfig:"QUEUES_FILE"`
 
