@@ -498,3 +498,29 @@ func BenchmarkDecodeTicketRequest(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDecodeTicketMessage(b *testing.B) {
+	tk := contracts.Ticket{ID: "duel.0123456789abcdef", Queue: "duel", Status: contracts.StatusSearching, Version: 1,
+		CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), UpdatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Players:    []contracts.Player{{ID: "player-0123456789", Skill: 1520}},
+		Latencies:  map[string]float64{"eu-west": 31, "us-east": 110},
+		Attributes: map[string]string{"platform": "pc"}}
+	for _, n := range []int{1, 16} {
+		tries := make([]contracts.TicketTry, n)
+		for i := range tries {
+			tries[i] = contracts.TicketTry{Ticket: tk}
+		}
+		body, err := contracts.EncodeTicketMessage(tries...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("tickets=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := contracts.DecodeTicketMessage(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,11 +1,9 @@
 package contracts
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // SchemaVersion is the version of the queue messages this build writes.
@@ -87,10 +85,10 @@ func EncodeMatchMessage(m Match, attempt int) ([]byte, error) {
 // ticketWire is a ticket message of any version as it is sent: version 1
 // has ticket and attempt at the top, version 2 a list of entries.
 type ticketWire struct {
-	V       int               `json:"v"`
-	Tickets []json.RawMessage `json:"tickets"`
-	Ticket  *Ticket           `json:"ticket"`
-	Attempt int               `json:"attempt"`
+	V       int         `json:"v"`
+	Tickets []TicketTry `json:"tickets"`
+	Ticket  *Ticket     `json:"ticket"`
+	Attempt int         `json:"attempt"`
 }
 
 // DecodeTicketMessage decodes a ticket message of any version it reads,
@@ -98,9 +96,15 @@ type ticketWire struct {
 // whole message; an entry that alone fails its checks is answered among
 // the rejected, for the consumer to dead-letter without holding up the
 // rest. A message with no good entry is an error.
+//
+// A good message is decoded in one pass; only one with a bad entry is
+// decoded again, entry by entry, to keep the bad entries' bytes.
 func DecodeTicketMessage(b []byte) (TicketMessage, []RejectedTicket, error) {
 	var w ticketWire
-	if err := decodeMessage(b, &w, &w.V); err != nil {
+	if err := json.Unmarshal(b, &w); err != nil {
+		return decodeTicketEntries(b, fmt.Errorf("%w: %v", ErrBadMessage, err))
+	}
+	if err := checkVersion(w.V); err != nil {
 		return TicketMessage{}, nil, err
 	}
 	if w.V == 1 {
@@ -113,11 +117,31 @@ func DecodeTicketMessage(b []byte) (TicketMessage, []RejectedTicket, error) {
 		}
 		return TicketMessage{V: SchemaVersion, Tickets: []TicketTry{try}}, nil, nil
 	}
-	switch {
-	case len(w.Tickets) == 0:
-		return TicketMessage{}, nil, fmt.Errorf("%w: no tickets", ErrBadMessage)
-	case len(w.Tickets) > MaxTicketsPerMessage:
-		return TicketMessage{}, nil, fmt.Errorf("%w: %d tickets, more than %d", ErrBadMessage, len(w.Tickets), MaxTicketsPerMessage)
+	if err := checkCount(len(w.Tickets)); err != nil {
+		return TicketMessage{}, nil, err
+	}
+	for i := range w.Tickets {
+		if err := w.Tickets[i].check(); err != nil {
+			return decodeTicketEntries(b, err)
+		}
+	}
+	return TicketMessage{V: SchemaVersion, Tickets: w.Tickets}, nil, nil
+}
+
+// decodeTicketEntries decodes a version 2 message whose one-pass decoding
+// failed with cause, entry by entry, keeping the good entries and
+// rejecting the others with their bytes. It answers cause when the message
+// is not even a list of entries.
+func decodeTicketEntries(b []byte, cause error) (TicketMessage, []RejectedTicket, error) {
+	var w struct {
+		V       int               `json:"v"`
+		Tickets []json.RawMessage `json:"tickets"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil || w.V != 2 {
+		return TicketMessage{}, nil, cause
+	}
+	if err := checkCount(len(w.Tickets)); err != nil {
+		return TicketMessage{}, nil, err
 	}
 	m := TicketMessage{V: SchemaVersion, Tickets: make([]TicketTry, 0, len(w.Tickets))}
 	var rejected []RejectedTicket
@@ -139,6 +163,16 @@ func DecodeTicketMessage(b []byte) (TicketMessage, []RejectedTicket, error) {
 		return TicketMessage{}, nil, fmt.Errorf("no good ticket in the message: %w", rejected[0].Err)
 	}
 	return m, rejected, nil
+}
+
+func checkCount(n int) error {
+	switch {
+	case n == 0:
+		return fmt.Errorf("%w: no tickets", ErrBadMessage)
+	case n > MaxTicketsPerMessage:
+		return fmt.Errorf("%w: %d tickets, more than %d", ErrBadMessage, n, MaxTicketsPerMessage)
+	}
+	return nil
 }
 
 func (t *TicketTry) check() error {
@@ -172,16 +206,18 @@ func DecodeMatchMessage(b []byte) (MatchMessage, error) {
 	return m, nil
 }
 
+// decodeMessage decodes b into dst, whose schema version field is
+// version. json.Unmarshal refuses data after the message.
 func decodeMessage(b []byte, dst any, version *int) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(dst); err != nil {
+	if err := json.Unmarshal(b, dst); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: data after the message", ErrBadMessage)
-	}
-	if *version < MinSchemaVersion || *version > SchemaVersion {
-		return fmt.Errorf("%w: schema version %d, want %d to %d", ErrBadMessage, *version, MinSchemaVersion, SchemaVersion)
+	return checkVersion(*version)
+}
+
+func checkVersion(v int) error {
+	if v < MinSchemaVersion || v > SchemaVersion {
+		return fmt.Errorf("%w: schema version %d, want %d to %d", ErrBadMessage, v, MinSchemaVersion, SchemaVersion)
 	}
 	return nil
 }
