@@ -6,14 +6,21 @@ import (
 	"fmt"
 )
 
-// SchemaVersion is the version of the queue messages this build writes.
-// Consumers read every version from MinSchemaVersion up to it, so that
-// messages queued by the previous build are still handled during a rolling
-// upgrade, and dead-letter any other rather than guess at its meaning.
+// SchemaVersion is the newest version of the queue messages this build
+// reads, and the version of the ticket messages it writes. Consumers read
+// every version from MinSchemaVersion up to it, so that messages queued by
+// the previous build are still handled during a rolling upgrade, and
+// dead-letter any other rather than guess at its meaning.
 //
 // Version 2 carries many tickets per ticket message; version 1 carried one.
-// Match messages are the same in both.
+// Match messages are the same in both, and are still written as version 1
+// (MatchSchemaVersion), so that assigners of the previous build read the
+// matches of this one while an upgrade rolls.
 const SchemaVersion = 2
+
+// MatchSchemaVersion is the version of the match messages this build
+// writes.
+const MatchSchemaVersion = 1
 
 // MinSchemaVersion is the oldest message version this build reads.
 const MinSchemaVersion = 1
@@ -75,7 +82,7 @@ func EncodeTicketMessage(tries ...TicketTry) ([]byte, error) {
 // EncodeMatchMessage encodes the message asking to place m, on its
 // attempt'th trip through the retry queue.
 func EncodeMatchMessage(m Match, attempt int) ([]byte, error) {
-	b, err := json.Marshal(MatchMessage{V: SchemaVersion, Match: m, Attempt: attempt})
+	b, err := json.Marshal(MatchMessage{V: MatchSchemaVersion, Match: m, Attempt: attempt})
 	if err != nil {
 		return nil, fmt.Errorf("encoding match message %s: %w", m.ID, err)
 	}
