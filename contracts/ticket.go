@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Status is where a ticket is in its life. It only moves forward:
@@ -113,6 +115,10 @@ type Assignment struct {
 // the two fields, takes json.Unmarshal; anything else takes a strict decoder,
 // which names the problem.
 func (p *Player) UnmarshalJSON(b []byte) error {
+	if fast, ok := decodePlayerAsWritten(b); ok {
+		*p = fast
+		return nil
+	}
 	var raw struct {
 		ID    *string  `json:"id"`
 		Skill *float64 `json:"skill"`
@@ -122,6 +128,82 @@ func (p *Player) UnmarshalJSON(b []byte) error {
 	}
 	p.ID, p.Skill = *raw.ID, *raw.Skill
 	return nil
+}
+
+// decodePlayerAsWritten decodes b if it is a player exactly as
+// encoding/json writes one, {"id":"<id>","skill":<number>}, with an id free
+// of escapes and control characters, which is every player the suite
+// itself stores and sends: most players are decoded without reflection.
+// Anything else is left to the decoders above, and ok is false.
+func decodePlayerAsWritten(b []byte) (p Player, ok bool) {
+	const head, mid = `{"id":"`, `","skill":`
+	rest, found := bytes.CutPrefix(b, []byte(head))
+	if !found {
+		return p, false
+	}
+	id, rest, found := bytes.Cut(rest, []byte(mid))
+	if !found || len(rest) < 2 || rest[len(rest)-1] != '}' || !plainString(id) {
+		return p, false
+	}
+	num := rest[:len(rest)-1]
+	if !jsonNumber(num) {
+		return p, false
+	}
+	skill, err := strconv.ParseFloat(string(num), 64)
+	if err != nil {
+		return p, false // out of range: the decoders above say so
+	}
+	return Player{ID: string(id), Skill: skill}, true
+}
+
+// plainString reports whether s, the inside of a JSON string, needs no
+// decoding: valid UTF-8 without quotes, escapes or control characters.
+func plainString(s []byte) bool {
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(s)
+}
+
+// jsonNumber reports whether s is a JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func jsonNumber(s []byte) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 func (p *Player) unmarshalStrict(b []byte) error {
