@@ -92,6 +92,10 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 	cfg.ReapInterval = 200 * time.Millisecond
 	cfg.ReapGrace = time.Second
 	cfg.OrphanAfter = opt.orphanAfter
+	// The tests register their game servers once and never heartbeat: on
+	// a slow run (-race, packages side by side) the default 15 s would
+	// expire them mid-test and fail matches for want of capacity.
+	cfg.ServerTTL = 5 * time.Minute
 	s := &stack{cfg: cfg}
 	if m == embedded {
 		s.cfg.AMQPURL, s.cfg.RedisAddr = "", ""
