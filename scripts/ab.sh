@@ -88,18 +88,9 @@ pids=()      # processes this script started
 vhosts=()    # RabbitMQ vhosts this script made
 worktrees=() # git worktrees this script added
 
-log() { printf '%s  %s\n' "$(date +%T)" "$*"; }
-
-stop_all() { # stops every process this script started, by pid
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
+tool=ab
+# shellcheck source=lib/processes.sh
+. scripts/lib/processes.sh
 
 drop_redis_keys() { # pattern
   redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$1" | xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 unlink >/dev/null || true
@@ -125,40 +116,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# A port nobody listens on, below the ephemeral range.
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 10000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "ab: no free port" >&2
-  return 1
-}
-
-wait_ready() { # url
-  for _ in $(seq 300); do
-    curl -fsS "$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "ab: $1 did not become ready" >&2
-  return 1
-}
-
-# start NAME BINARY [VAR=value ...]: starts a service with a high open-file
-# limit on a free port; sets $started_url and $started_pid.
-start() {
-  local name=$1 binary=$2 port
-  shift 2
-  port=$(free_port) || return 1
-  (ulimit -n "$(ulimit -Hn)" && exec env MM_HTTP_ADDR="127.0.0.1:$port" MM_LOG_LEVEL=warn "$@" "$binary") \
-    >"$logs/$name.log" 2>&1 &
-  started_pid=$!
-  pids+=("$started_pid")
-  started_url="http://127.0.0.1:$port"
-  wait_ready "$started_url"
-}
 
 # stack SIDE TAG: starts a fresh distributed suite of SIDE's binaries on a
 # new vhost and key prefix named after TAG; sets front, assigner, svc_pids
@@ -186,16 +143,6 @@ unstack() {
   stop_all
   rabbitmqctl -q delete_vhost "$run_id-$1" >/dev/null 2>&1 || true
   drop_redis_keys "$run_id:$1:*"
-}
-
-infra_pids() {
-  local r b
-  r=$(pgrep -x redis-server | head -1 || true)
-  b=$(pgrep -x beam.smp | head -1 || true)
-  local s=""
-  [ -n "$r" ] && s="redis=$r"
-  [ -n "$b" ] && s="${s:+$s,}rabbitmq=$b"
-  echo "$s"
 }
 
 secs() { # a Go duration such as 20s, 500ms or 2m, in whole seconds rounded up (300 if other)

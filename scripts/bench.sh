@@ -54,18 +54,9 @@ amqp_url="amqp://guest:guest@127.0.0.1:5672/$vhost"
 redis_addr=127.0.0.1:6379
 pids=()
 
-log() { printf '%s  %s\n' "$(date +%T)" "$*"; }
-
-stop_all() { # stops every process this script started, by pid
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
+tool=bench
+# shellcheck source=lib/processes.sh
+. scripts/lib/processes.sh
 
 cleanup() {
   stop_all
@@ -76,68 +67,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A port nobody listens on, below the ephemeral range.
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 10000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "bench: no free port" >&2
-  return 1
-}
-
-wait_ready() { # url
-  for _ in $(seq 300); do
-    curl -fsS "$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "bench: $1 did not become ready" >&2
-  return 1
-}
-
-# start NAME BINARY [VAR=value ...]: starts a service with a high open-file
-# limit on a free port; sets $started_url and $started_pid.
-start() {
-  local name=$1 binary=$2 port
-  shift 2
-  port=$(free_port)
-  (ulimit -n "$(ulimit -Hn)" && exec env MM_HTTP_ADDR="127.0.0.1:$port" MM_LOG_LEVEL=warn "$@" "$bin/$binary") \
-    >"$logs/$name.log" 2>&1 &
-  started_pid=$!
-  pids+=("$started_pid")
-  started_url="http://127.0.0.1:$port"
-  wait_ready "$started_url"
-}
-
 # stack MODE TAG: starts a fresh suite; sets front, assigner and svc_pids.
 stack() {
   local mode=$1 tag=$2
   if [ "$mode" = embedded ]; then
-    start "$tag-matchmaker" matchmaker MM_AMQP_URL= MM_REDIS_ADDR=
+    start "$tag-matchmaker" "$bin/matchmaker" MM_AMQP_URL= MM_REDIS_ADDR=
     front=$started_url assigner=$started_url svc_pids="matchmaker=$started_pid"
     return
   fi
   local env=(MM_AMQP_URL="$amqp_url" MM_REDIS_ADDR="$redis_addr"
     MM_AMQP_PREFIX="$run_id.$tag." MM_REDIS_PREFIX="$run_id:$tag:")
-  start "$tag-front" front "${env[@]}"
+  start "$tag-front" "$bin/front" "${env[@]}"
   front=$started_url svc_pids="front=$started_pid"
-  start "$tag-assigner" assigner "${env[@]}"
+  start "$tag-assigner" "$bin/assigner" "${env[@]}"
   assigner=$started_url svc_pids="$svc_pids,assigner=$started_pid"
-  start "$tag-matcher1" matcher "${env[@]}"
+  start "$tag-matcher1" "$bin/matcher" "${env[@]}"
   svc_pids="$svc_pids,matcher1=$started_pid"
-  start "$tag-matcher2" matcher "${env[@]}"
+  start "$tag-matcher2" "$bin/matcher" "${env[@]}"
   svc_pids="$svc_pids,matcher2=$started_pid"
-}
-
-infra_pids() {
-  local r b
-  r=$(pgrep -x redis-server | head -1 || true)
-  b=$(pgrep -x beam.smp | head -1 || true)
-  local s=""
-  [ -n "$r" ] && s="redis=$r"
-  [ -n "$b" ] && s="${s:+$s,}rabbitmq=$b"
-  echo "$s"
 }
 
 # players DIR LABEL SUITE RATE SECONDS DRAIN [more flags]: one pipeline run
@@ -315,7 +262,7 @@ log "limit: RabbitMQ $rabbit msgs/s; Redis SET $redis_set, GET $redis_get, EVAL 
 
 # A front alone (no matcher), for the HTTP limits and then the long-poll hold.
 env_alone=(MM_AMQP_URL="$amqp_url" MM_REDIS_ADDR="$redis_addr" MM_AMQP_PREFIX="$run_id.alone." MM_REDIS_PREFIX="$run_id:alone:")
-start alone-front front "${env_alone[@]}"
+start alone-front "$bin/front" "${env_alone[@]}"
 front=$started_url front_pid=$started_pid
 for target in http_trivial front_create; do
   args=(-http-path /livez)
