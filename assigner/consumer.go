@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -97,9 +96,6 @@ func (c *Consumer) Handle(ctx context.Context, msg broker.Message) error {
 type matchCall struct {
 	msg contracts.MatchMessage
 	err error
-	// first is the call of the batch that carried the same match before
-	// this one (a redelivery beside a retry), whose outcome covers both.
-	first *matchCall
 }
 
 // combine handles call in a batch and answers its outcome. The store's
@@ -115,7 +111,7 @@ func (c *Consumer) combine(ctx context.Context, call *matchCall) error {
 // remains: the retry publish, after which each call's err is its outcome.
 func (c *Consumer) handleBatch(ctx context.Context, calls []*matchCall) (publish func()) {
 	now := c.cfg.Now()
-	unique := distinct(calls)
+	unique, firsts := distinct(calls)
 	ids := make([]string, len(unique))
 	for i, call := range unique {
 		ids[i] = call.msg.Match.ID
@@ -133,34 +129,37 @@ func (c *Consumer) handleBatch(ctx context.Context, calls []*matchCall) (publish
 		c.cfg.Metrics.Assignments.WithLabelValues(call.msg.Match.Queue, "no_capacity").Inc()
 		retries = append(retries, call)
 	}
-	c.each(len(late), func(i int) { c.fail(ctx, late[i], now) })
+	// Few matches outlive their deadline, so they fail one after another.
+	for _, call := range late {
+		c.fail(ctx, call, now)
+	}
 	return func() {
 		c.retry(ctx, retries)
+		// A repeat of a match (a redelivery beside a retry) answers the
+		// outcome of the match's first call.
 		for _, call := range calls {
-			if call.first != nil {
-				call.err = call.first.err
+			if first := firsts[call.msg.Match.ID]; first != nil {
+				call.err = first.err
 			}
 		}
 	}
 }
 
-// distinct answers the calls of distinct matches, in order, and points
-// each other call at the first call of its match.
-func distinct(calls []*matchCall) []*matchCall {
+// distinct answers the calls of distinct matches, in order, and the first
+// call of each match by its id (nil for a batch of one).
+func distinct(calls []*matchCall) (unique []*matchCall, firsts map[string]*matchCall) {
 	if len(calls) == 1 {
-		return calls
+		return calls, nil
 	}
-	firsts := make(map[string]*matchCall, len(calls))
-	unique := make([]*matchCall, 0, len(calls))
+	firsts = make(map[string]*matchCall, len(calls))
+	unique = make([]*matchCall, 0, len(calls))
 	for _, call := range calls {
-		if f, ok := firsts[call.msg.Match.ID]; ok {
-			call.first = f
-			continue
+		if _, ok := firsts[call.msg.Match.ID]; !ok {
+			firsts[call.msg.Match.ID] = call
+			unique = append(unique, call)
 		}
-		firsts[call.msg.Match.ID] = call
-		unique = append(unique, call)
 	}
-	return unique
+	return unique, firsts
 }
 
 // record sets call's outcome from the result of its assignment, and
@@ -183,23 +182,6 @@ func (c *Consumer) record(call *matchCall, r store.AssignResult, now time.Time) 
 		call.err = fmt.Errorf("assigning match %s: %w", match.ID, err)
 	}
 	return false
-}
-
-// each runs fn(0), ..., fn(n-1): at once when batching, so that a batch's
-// store calls overlap instead of following one another; one after the
-// other otherwise.
-func (c *Consumer) each(n int, fn func(i int)) {
-	if n == 1 || !c.cfg.Batch {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { fn(i) })
-	}
-	wg.Wait()
 }
 
 // fail fails the match of call, which found no capacity before its

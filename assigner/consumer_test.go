@@ -321,6 +321,7 @@ func TestBatchRetryNotSent(t *testing.T) {
 	e.pub.err = errors.New("broker down")
 	deadline := consumerNow.Add(time.Minute)
 	msgs := []contracts.MatchMessage{e.match(t, "a", "eu", deadline), e.match(t, "x", "us", deadline), e.match(t, "y", "us", deadline)}
+	msgs = append(msgs, msgs[1]) // x again: a redelivery beside its retry
 	calls := make([]*matchCall, len(msgs))
 	for i, mm := range msgs {
 		calls[i] = &matchCall{msg: mm}
@@ -329,6 +330,7 @@ func TestBatchRetryNotSent(t *testing.T) {
 	checkErr(t, calls[0].err, nil)
 	checkErr(t, calls[1].err, errAny)
 	checkErr(t, calls[2].err, errAny)
+	checkErr(t, calls[3].err, errAny) // the repeat shares the first call's outcome
 	if got, want := e.retried(t), [][]string{{"duel.x#1", "duel.y#1"}}; !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("retries published %v, want %v", got, want)
 	}

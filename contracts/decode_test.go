@@ -2,6 +2,7 @@ package contracts_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -390,8 +391,8 @@ func TestDecodeTicketMessage(t *testing.T) {
 				t.Errorf("DecodeTicketMessage rejected %d entries (%+v), want %d", len(rejected), rejected, tt.rejected)
 			}
 			for _, r := range rejected {
-				if !errors.Is(r.Err, contracts.ErrBadMessage) || len(r.Body) == 0 {
-					t.Errorf("rejected entry %q: %v; want its body and an error wrapping ErrBadMessage", r.Body, r.Err)
+				if !errors.Is(r.Err, contracts.ErrBadMessage) || !json.Valid(r.Body) || !bytes.HasPrefix(r.Body, []byte(`{"v":2,"tickets":[`)) {
+					t.Errorf("rejected entry %q: %v; want a message of it alone and an error wrapping ErrBadMessage", r.Body, r.Err)
 				}
 			}
 			if tt.want != nil && !reflect.DeepEqual(got, *tt.want) {

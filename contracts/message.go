@@ -50,7 +50,8 @@ type TicketTry struct {
 // while the rest of the message was good: the consumer dead-letters it on
 // its own and handles the others.
 type RejectedTicket struct {
-	// Body is the entry as it was in the message.
+	// Body is a message of the entry alone, its bytes as they were, for
+	// the dead-letter queue.
 	Body []byte
 	Err  error
 }
@@ -161,7 +162,8 @@ func decodeTicketEntries(b []byte, cause error) (TicketMessage, []RejectedTicket
 			err = try.check()
 		}
 		if err != nil {
-			rejected = append(rejected, RejectedTicket{Body: raw, Err: err})
+			body := append(append([]byte(`{"v":2,"tickets":[`), raw...), "]}"...)
+			rejected = append(rejected, RejectedTicket{Body: body, Err: err})
 			continue
 		}
 		m.Tickets = append(m.Tickets, try)

@@ -309,12 +309,8 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 	// A held poll is answered from the ticket its change carries; it reads
 	// the store first, asking for the ticket's changes to be sent here,
 	// and again only when a change brings no ticket.
-	read := func(watch bool) func(ctx context.Context) (any, int64, error) {
+	read := func(get func(context.Context, string) (contracts.Ticket, error)) func(context.Context) (any, int64, error) {
 		return func(ctx context.Context) (any, int64, error) {
-			get := a.store.Ticket
-			if watch {
-				get = a.store.WatchTicket
-			}
 			t, err := get(ctx, id)
 			if err != nil {
 				return nil, 0, storeErr("reading ticket", err)
@@ -323,8 +319,8 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.poller.ServeWith(w, r, store.ChangeTicket, id, longpoll.Source{
-		Read:    read(false),
-		Hold:    read(true),
+		Read:    read(a.store.Ticket),
+		Hold:    read(a.store.WatchTicket),
 		Carried: longpoll.CarriedTicket,
 		Ready:   ready,
 	})

@@ -36,6 +36,11 @@ type ticketCall struct {
 	msg         contracts.TicketTry
 	redelivered bool
 	err         error
+	// unpublished: the ticket is in a match this call's batch claimed and
+	// could not publish. Only a redelivery of its message publishes that
+	// match again (see current), so the failure must not go through the
+	// retry queue.
+	unpublished bool
 }
 
 // handleBatch does the store's part of handling calls, a queue at a time,
@@ -263,7 +268,7 @@ func (r *round) pool(ctx context.Context) {
 		s := missed[i]
 		in, err := r.m.cfg.Store.AddToPool(ctx, r.q.Name, s.entry)
 		if err != nil {
-			s.call.err = fmt.Errorf("adding ticket %s to the pool: %w", s.ticket.ID, err)
+			r.failed(s, fmt.Errorf("adding ticket %s to the pool: %w", s.ticket.ID, err))
 		}
 		added[i] = in && err == nil
 	})
@@ -411,7 +416,7 @@ func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, no
 	for _, f := range out.matches {
 		body, err := contracts.EncodeMatchMessage(*f.match, 0)
 		if err != nil {
-			fail(out.matchCalls, err)
+			failUnpublished(out.matchCalls, err)
 			bodies = nil
 			break
 		}
@@ -419,7 +424,7 @@ func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, no
 	}
 	if len(bodies) > 0 {
 		if err := m.cfg.Publisher.Publish(ctx, contracts.MatchQueue, bodies...); err != nil {
-			fail(out.matchCalls, fmt.Errorf("publishing %d matches: %w", len(bodies), err))
+			failUnpublished(out.matchCalls, fmt.Errorf("publishing %d matches: %w", len(bodies), err))
 		} else {
 			for _, f := range out.matches {
 				m.cfg.Metrics.MatchesFormed.WithLabelValues(q.Name, f.match.Region).Inc()
@@ -454,6 +459,15 @@ func encodeTickets(tries []contracts.TicketTry) ([][]byte, error) {
 		bodies = append(bodies, body)
 	}
 	return bodies, nil
+}
+
+// failUnpublished fails the calls of a batch's matches, claimed in the
+// store but not published.
+func failUnpublished(calls []*ticketCall, err error) {
+	fail(calls, err)
+	for _, c := range calls {
+		c.unpublished = true
+	}
 }
 
 func fail(calls []*ticketCall, err error) {

@@ -23,8 +23,9 @@ type recorder struct {
 	matches [][][]byte // one element per Publish call to the match queue
 	retries [][][]byte // one element per PublishDelayed call
 	dead    [][]byte   // every dead letter
-	// failRetries, if set, fails every PublishDelayed.
-	failRetries error
+	// failRetries, if set, fails every PublishDelayed; failMatches every
+	// Publish to the match queue.
+	failRetries, failMatches error
 }
 
 func (r *recorder) Publish(_ context.Context, name string, bodies ...[]byte) error {
@@ -33,6 +34,9 @@ func (r *recorder) Publish(_ context.Context, name string, bodies ...[]byte) err
 	if name == contracts.DeadLetterQueue {
 		r.dead = append(r.dead, bodies...)
 		return nil
+	}
+	if r.failMatches != nil {
+		return r.failMatches
 	}
 	r.matches = append(r.matches, bodies)
 	return nil

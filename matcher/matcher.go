@@ -124,20 +124,23 @@ func (m *Matcher) Handle(ctx context.Context, msg broker.Message) error {
 
 // settle answers the outcome of a delivery whose tickets were handled as
 // calls: nil if every one was, or once the failed ones are back in the
-// retry queue.
+// retry queue; the failure itself, for a redelivery, when all failed or
+// one is in a match that is claimed but not published.
 func (m *Matcher) settle(ctx context.Context, calls []*ticketCall) error {
 	var failed []contracts.TicketTry
 	var first error
+	redeliver := false
 	for _, c := range calls {
 		if c.err != nil {
 			failed = append(failed, contracts.TicketTry{Ticket: c.msg.Ticket, Attempt: c.msg.Attempt + 1})
 			first = cmp.Or(first, c.err)
+			redeliver = redeliver || c.unpublished
 		}
 	}
 	switch {
 	case len(failed) == 0:
 		return nil
-	case len(failed) == len(calls):
+	case len(failed) == len(calls) || redeliver:
 		return first
 	}
 	body, err := contracts.EncodeTicketMessage(failed...)

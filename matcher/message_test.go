@@ -191,3 +191,22 @@ func TestBatchWithFailedTickets(t *testing.T) {
 		t.Errorf("Handle with the retry publish failing: %v, want the store's error, for a redelivery", err)
 	}
 }
+
+// TestBatchWithUnpublishedMatch: a match claimed but not published makes
+// the whole delivery come back, even though another ticket of it went to
+// retry: only a redelivery publishes the claimed match again.
+func TestBatchWithUnpublishedMatch(t *testing.T) {
+	e := newBatchEnv(t)
+	body := message(t, e.ticket(t, "a", 1500, time.Second), e.ticket(t, "b", 1501, time.Second), e.ticket(t, "lone", 9000, 0))
+	e.pub.failMatches = errors.New("channel closed")
+	if err := e.m.Handle(t.Context(), broker.Message{Body: body}); err == nil {
+		t.Fatal("Handle acknowledged a delivery whose match was never published")
+	}
+	e.pub.failMatches = nil
+	if err := e.m.Handle(t.Context(), broker.Message{Body: body, Redelivered: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m := e.matchesOf(t); m["duel.a"] == "" || m["duel.a"] != m["duel.b"] {
+		t.Errorf("after the redelivery, matches %v; want a and b's match published", m)
+	}
+}

@@ -57,14 +57,6 @@ func (p *Poller) Serve(w http.ResponseWriter, r *http.Request, kind store.Change
 	p.ServeWith(w, r, kind, id, Source{Read: read})
 }
 
-// ServeUntil is Serve that, with ready not nil, holds the request past
-// newer versions until ready also accepts the record: a client that only
-// wants the outcome is not woken for each step on the way.
-func (p *Poller) ServeUntil(w http.ResponseWriter, r *http.Request, kind store.ChangeKind, id string,
-	read func(ctx context.Context) (v any, version int64, err error), ready func(v any) bool) {
-	p.ServeWith(w, r, kind, id, Source{Read: read, Ready: ready})
-}
-
 // ServeWith is Serve on src. The first read is always src.Read, after
 // subscribing; a wake-up whose change carries the record takes it from
 // there (src.Carried) and reads nothing, one that brings nothing newer

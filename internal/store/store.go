@@ -320,14 +320,16 @@ type Store interface {
 	// (allocated-1, version+1). ErrNotFound if the server does not host it.
 	EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error
 
-	// Listen calls fn for every change made by any process from now on,
-	// until ctx ends. It first calls fn with ChangeResync once it is
-	// listening, and again whenever it may have missed changes (after a
-	// reconnect). fn must not block. Every change that raises a stored
-	// ticket's version carries the ticket as of that version
-	// (Change.Ticket); a listener still reads the ticket when a change
-	// carries none or one that does not decode. Listen returns ctx.Err()
-	// when ctx ends, or an error if it cannot listen at all.
+	// Listen calls fn for the changes made by any process from now on,
+	// until ctx ends: every server change, and the changes of the tickets
+	// this process watches (WatchTicket); a store that cannot route them
+	// (memstore) reports every ticket change. It first calls fn with
+	// ChangeResync once it is listening, and again whenever it may have
+	// missed changes (after a reconnect). fn must not block. A ticket's
+	// change carries the ticket as of its version (Change.Ticket); a
+	// listener still reads the ticket when a change carries none or one
+	// that does not decode. Listen returns ctx.Err() when ctx ends, or an
+	// error if it cannot listen at all.
 	Listen(ctx context.Context, fn func(Change)) error
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error

@@ -60,9 +60,10 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 		}
 	}()
 
+	channels := s.channels()
 	listening := false
 	for {
-		ps := s.client.Subscribe(ctx, s.channels()...)
+		ps := s.client.Subscribe(ctx, channels...)
 		mu.Lock()
 		if stopped {
 			mu.Unlock()
@@ -72,7 +73,7 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 		current = ps
 		mu.Unlock()
 
-		err := s.receive(ctx, ps, fn, &listening)
+		err := s.receive(ctx, ps, len(channels), fn, &listening)
 		ps.Close()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -96,7 +97,7 @@ func (s *Store) channels() []string {
 
 // receive delivers what ps receives until ctx ends, ps fails before it
 // ever subscribed, or its connection goes silent.
-func (s *Store) receive(ctx context.Context, ps *redis.PubSub, fn func(store.Change), listening *bool) error {
+func (s *Store) receive(ctx context.Context, ps *redis.PubSub, channels int, fn func(store.Change), listening *bool) error {
 	pinged := false
 	pause := retryMin
 	for {
@@ -133,7 +134,7 @@ func (s *Store) receive(ctx context.Context, ps *redis.PubSub, fn func(store.Cha
 		case *redis.Subscription:
 			// One SUBSCRIBE of every channel is confirmed channel by
 			// channel; once the last is, all of them are in place.
-			if m.Kind == "subscribe" && m.Count == len(s.channels()) {
+			if m.Kind == "subscribe" && m.Count == channels {
 				*listening = true
 				pause = retryMin
 				fn(store.Change{Kind: store.ChangeResync})

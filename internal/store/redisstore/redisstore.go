@@ -237,13 +237,7 @@ func (s *Store) WatchTicket(ctx context.Context, id string) (contracts.Ticket, e
 	if len(r) == 0 {
 		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, store.ErrNotFound)
 	}
-	h := make(map[string]string, len(r)/2)
-	for i := 0; i+1 < len(r); i += 2 {
-		f, _ := r[i].(string)
-		v, _ := r[i+1].(string)
-		h[f] = v
-	}
-	t, err := decodeTicket(h)
+	t, err := decodeTicket(hashOf(r))
 	if err != nil {
 		return contracts.Ticket{}, fmt.Errorf("reading ticket %s: %w", id, err)
 	}
