@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/auth"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/store"
@@ -41,6 +42,9 @@ type HTTPConfig struct {
 	Log       *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+	// Auth establishes who makes each request; without one, every request
+	// is refused.
+	Auth *httpapi.Authenticator
 }
 
 // HTTP serves the game-server API (DESIGN §6): game servers register and
@@ -52,6 +56,7 @@ type HTTP struct {
 	ttl    time.Duration
 	log    *slog.Logger
 	now    func() time.Time
+	auth   *httpapi.Authenticator
 }
 
 // NewHTTP builds the game-server API from cfg.
@@ -62,6 +67,7 @@ func NewHTTP(cfg HTTPConfig) *HTTP {
 		ttl:    cfg.ServerTTL,
 		log:    cfg.Log,
 		now:    cfg.Now,
+		auth:   cfg.Auth,
 	}
 	if h.ttl <= 0 {
 		h.ttl = DefaultServerTTL
@@ -77,19 +83,36 @@ func NewHTTP(cfg HTTPConfig) *HTTP {
 
 // Mount adds the game-server API's routes to r.
 func (h *HTTP) Mount(r chi.Router) {
-	r.Put("/v1/servers/{id}", h.registerServer)
-	r.Get("/v1/servers/{id}", h.getServer)
-	r.Delete("/v1/servers/{id}", h.drainServer)
-	r.Get("/v1/servers/{id}/allocations", h.allocations)
-	r.Delete("/v1/servers/{id}/matches/{match_id}", h.endMatch)
+	r.Group(func(r chi.Router) {
+		if h.auth != nil {
+			r.Use(h.auth.Handler)
+		}
+		r.Put("/v1/servers/{id}", h.registerServer)
+		r.Get("/v1/servers/{id}", h.getServer)
+		r.Delete("/v1/servers/{id}", h.drainServer)
+		r.Get("/v1/servers/{id}/allocations", h.allocations)
+		r.Delete("/v1/servers/{id}/matches/{match_id}", h.endMatch)
+	})
 }
 
-// serverID returns the checked server id of r's path, or answers r with a
-// problem and returns false.
+// serverID returns the checked server id of r's path if the caller may act
+// for that server, or answers r with a problem and returns false. Only the
+// server itself may: its token's subject is its id. Not even a service
+// token speaks for a server, so that no other credential can move players
+// to another address.
 func (h *HTTP) serverID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	p, err := httpapi.Caller(r)
+	if err != nil {
+		httpapi.WriteProblem(w, r, h.log, err)
+		return "", false
+	}
 	id := chi.URLParam(r, "id")
 	if err := contracts.CheckID("server id", id); err != nil {
 		httpapi.WriteProblem(w, r, h.log, err)
+		return "", false
+	}
+	if !httpapi.Anonymous(p) && (p.Role != auth.RoleServer || p.Subject != id) {
+		httpapi.WriteProblem(w, r, h.log, fmt.Errorf("%w: only the token of server %s may act for it", httpapi.ErrForbidden, id))
 		return "", false
 	}
 	return id, true
@@ -173,6 +196,9 @@ func (h *HTTP) endMatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.store.EndMatch(r.Context(), id, matchID, h.now().UTC()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = &httpapi.NotFoundError{What: "match on this server"}
+		}
 		httpapi.WriteProblem(w, r, h.log, serverStoreErr("ending match", err))
 		return
 	}
@@ -183,7 +209,14 @@ func (h *HTTP) endMatch(w http.ResponseWriter, r *http.Request) {
 // its meaning, and any other failure is the store being unreachable, which
 // the game server may retry.
 func serverStoreErr(doing string, err error) error {
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, context.Canceled) {
+	var nf *httpapi.NotFoundError
+	switch {
+	case errors.As(err, &nf):
+		return nf
+	case errors.Is(err, store.ErrNotFound):
+		return &httpapi.NotFoundError{What: "server"} // the store's words name its keys
+	}
+	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: %w", doing, err)
 	}
 	return fmt.Errorf("%w: %s: %w", httpapi.ErrUnavailable, doing, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/quickmatch/quickmatch/assigner"
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/internal/store/memstore"
@@ -78,6 +79,7 @@ func newHTTPEnv(t *testing.T) *httpEnv {
 		Poller:    &longpoll.Poller{Hub: e.hub, MaxWait: 30 * time.Second},
 		ServerTTL: httpTestTTL,
 		Now:       e.clock.Now,
+		Auth:      httpapi.Open(),
 	})
 	r := chi.NewRouter()
 	api.Mount(r)

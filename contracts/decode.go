@@ -287,6 +287,10 @@ func (req *ServerRequest) Validate() error {
 // CheckID checks an identifier taken from a URL path.
 func CheckID(what, id string) error { return checkName(what, id, MaxIDLength) }
 
+// CheckRegion checks a region name as a ticket's latencies or a server's
+// registration must spell it.
+func CheckRegion(region string) error { return checkName("region", region, MaxRegionLength) }
+
 // checkName accepts printable ASCII without spaces or slashes, so that names
 // are safe in URLs, log lines, Redis keys and queue names alike.
 func checkName(what, s string, max int) error {

@@ -20,11 +20,15 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/go-chi/chi/v5"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/quickmatch/quickmatch/assigner"
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/front"
+	"github.com/quickmatch/quickmatch/internal/auth"
+	"github.com/quickmatch/quickmatch/internal/auth/authtest"
 	"github.com/quickmatch/quickmatch/internal/broker/membroker"
+	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/store"
@@ -68,6 +72,7 @@ func TestOpenAPI(t *testing.T) {
 	t.Run("player API", func(t *testing.T) { playerScenario(t, c, api) })
 	t.Run("game-server API", func(t *testing.T) { serverScenario(t, c, api) })
 	t.Run("unavailable", func(t *testing.T) { unavailableScenario(t, c, api) })
+	t.Run("auth", func(t *testing.T) { authScenario(t, c, api) })
 	t.Run("operations", func(t *testing.T) { opsScenario(t, c) })
 
 	if t.Failed() {
@@ -256,7 +261,12 @@ type specAPI struct {
 	url    string
 	// downURL serves the same API over a store that always fails.
 	downURL string
+	// authURL serves the same API over the same store with auth on:
+	// tokens signed with specSecret, one create per player.
+	authURL string
 }
+
+var specSecret = []byte("the secret of the document's test, 32 bytes or more")
 
 func newSpecAPI(t *testing.T) *specAPI {
 	t.Helper()
@@ -288,16 +298,30 @@ func newSpecAPI(t *testing.T) *specAPI {
 	log := slog.New(slog.DiscardHandler)
 	poller := &longpoll.Poller{Hub: api.hub, MaxWait: 30 * time.Second, Log: log}
 
+	mountWith := func(authn *httpapi.Authenticator, st interface {
+		front.Store
+		assigner.ServerStore
+	}) chi.Router {
+		r := httpapi.NewRouter()
+		front.New(front.Config{Queues: qs, Store: st, Publisher: b, Poller: poller, Log: log, Auth: authn,
+			Regions: []string{"eu-west", "us-east"}, PlayerCreates: auth.NewLimiter(0.001, 1, 100)}).Mount(r)
+		assigner.NewHTTP(assigner.HTTPConfig{Store: st, Poller: poller, ServerTTL: time.Minute, Log: log, Auth: authn}).Mount(r)
+		return r
+	}
 	mount := func(st interface {
 		front.Store
 		assigner.ServerStore
 	}) chi.Router {
-		r := chi.NewRouter()
-		front.New(front.Config{Queues: qs, Store: st, Publisher: b, Poller: poller, Log: log}).Mount(r)
-		assigner.NewHTTP(assigner.HTTPConfig{Store: st, Poller: poller, ServerTTL: time.Minute, Log: log}).Mount(r)
-		return r
+		return mountWith(httpapi.Open(), st)
 	}
 	api.router = mount(api.store)
+	v, err := auth.NewVerifier(ctx, auth.Config{HS256Secret: specSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authed := httptest.NewServer(mountWith(httpapi.NewAuthenticator(v, nil, log), api.store))
+	t.Cleanup(authed.Close)
+	api.authURL = authed.URL
 	srv := httptest.NewServer(api.router)
 	t.Cleanup(srv.Close)
 	api.url = srv.URL
@@ -476,6 +500,7 @@ func (downStore) CreateTicketOnce(context.Context, contracts.Ticket, time.Time, 
 	return errDown
 }
 func (downStore) DeleteTicket(context.Context, string) error { return errDown }
+func (downStore) Regions(context.Context) ([]string, error)  { return nil, errDown }
 func (downStore) Ticket(context.Context, string) (contracts.Ticket, error) {
 	return contracts.Ticket{}, errDown
 }
@@ -590,5 +615,47 @@ func waitReady(t *testing.T, base string) {
 			t.Fatalf("%s/readyz not ready within 10s: %v", base, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// authScenario: every route of both APIs without a token (401) and with a
+// token of a role that may not call it (403), and a player's create past
+// its limit (429).
+func authScenario(t *testing.T, c *specChecker, api *specAPI) {
+	base := api.authURL
+	bearer := func(sub, role string) http.Header {
+		t.Helper()
+		tok, err := authtest.SignHS256(specSecret, jwt.MapClaims{"sub": sub, "role": role, "exp": time.Now().Add(time.Hour).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	player, server := bearer("p-auth", "player"), bearer("gs-auth", "server")
+	tk := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-auth"), header: player, status: 201}))
+	const register = `{"address":"10.0.0.9:7777","region":"eu-west","capacity":1}`
+	routes := []struct {
+		method, path, body string
+		wrongRole          http.Header
+	}{
+		{"POST", "/v1/tickets", ticketRequest("p-auth-2"), server},
+		{"GET", "/v1/tickets/" + tk.ID, "", server},
+		{"DELETE", "/v1/tickets/" + tk.ID, "", server},
+		{"PUT", "/v1/servers/gs-auth", register, player},
+		{"GET", "/v1/servers/gs-auth", "", player},
+		{"DELETE", "/v1/servers/gs-auth", "", player},
+		{"GET", "/v1/servers/gs-auth/allocations", "", player},
+		{"DELETE", "/v1/servers/gs-auth/matches/m-1", "", player},
+	}
+	for _, r := range routes {
+		a := c.do(t, base, call{method: r.method, path: r.path, body: r.body, status: 401})
+		if !strings.Contains(a.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Errorf("%s %s: 401 with WWW-Authenticate %q", r.method, r.path, a.header.Get("WWW-Authenticate"))
+		}
+		c.do(t, base, call{method: r.method, path: r.path, body: r.body, header: r.wrongRole, status: 403})
+	}
+	a := c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-auth"), header: player, status: 429})
+	if a.header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
 	}
 }

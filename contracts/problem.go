@@ -28,9 +28,22 @@ const (
 	// CodeIdempotencyMismatch: the request's Idempotency-Key was used
 	// before for a request with other content.
 	CodeIdempotencyMismatch = "idempotency_key_mismatch"
-	CodeUnavailable         = "unavailable"
-	CodeOverloaded          = "overloaded"
-	CodeInternal            = "internal"
+	// CodeInvalidToken: no token, or one that does not verify (401).
+	CodeInvalidToken = "invalid_token"
+	// CodeForbidden: the caller's role may not make the request (403).
+	CodeForbidden = "forbidden"
+	// CodeRateLimited: too many requests of this kind from the caller;
+	// Retry-After says when to come back (429).
+	CodeRateLimited = "rate_limited"
+	// CodeUnknownRegion: the ticket names a region the deployment does
+	// not know (400).
+	CodeUnknownRegion = "unknown_region"
+	// CodeMethodNotAllowed: the path exists, but not with this method;
+	// Allow lists the methods it takes (405).
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeUnavailable      = "unavailable"
+	CodeOverloaded       = "overloaded"
+	CodeInternal         = "internal"
 )
 
 // ProblemTypeBase prefixes every problem type URI; the code completes it.

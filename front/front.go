@@ -19,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/auth"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/metrics"
@@ -33,6 +34,7 @@ type Store interface {
 	Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	WatchTicket(ctx context.Context, id string) (contracts.Ticket, error)
 	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
+	Regions(ctx context.Context) ([]string, error)
 }
 
 // Publisher hands ticket messages to the matchers, and returns once the
@@ -57,6 +59,16 @@ type Config struct {
 	// is answered 503 overloaded at once, with Retry-After. Zero means no
 	// bound.
 	MaxCreates int
+	// Auth establishes who makes each request; without one, every request
+	// is refused.
+	Auth *httpapi.Authenticator
+	// PlayerCreates and ServiceCreates limit the creates of each player
+	// and of each service principal; past a limit a create is answered
+	// 429 rate_limited with Retry-After. Nil means no limit.
+	PlayerCreates, ServiceCreates *auth.Limiter
+	// Regions are the regions a ticket may name besides those game
+	// servers have registered in.
+	Regions []string
 }
 
 // finishTimeout bounds the steps of a create that must complete once the
@@ -74,6 +86,9 @@ type API struct {
 	now       func() time.Time
 	// creating holds a token per create in progress, when bounded.
 	creating chan struct{}
+	auth     *httpapi.Authenticator
+	limits   map[auth.Role]*auth.Limiter
+	regions  *regions
 }
 
 // New builds the API from cfg.
@@ -86,10 +101,13 @@ func New(cfg Config) *API {
 		metrics:   cfg.Metrics,
 		log:       cfg.Log,
 		now:       cfg.Now,
+		auth:      cfg.Auth,
+		limits:    map[auth.Role]*auth.Limiter{auth.RolePlayer: cfg.PlayerCreates, auth.RoleService: cfg.ServiceCreates},
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.regions = newRegions(cfg.Regions, cfg.Store, a.now)
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -104,12 +122,34 @@ func New(cfg Config) *API {
 
 // Mount adds the player API's routes to r.
 func (a *API) Mount(r chi.Router) {
-	r.Post("/v1/tickets", a.createTicket)
-	r.Get("/v1/tickets/{id}", a.getTicket)
-	r.Delete("/v1/tickets/{id}", a.cancelTicket)
+	r.Group(func(r chi.Router) {
+		if a.auth != nil {
+			r.Use(a.auth.Handler)
+		}
+		r.Post("/v1/tickets", a.createTicket)
+		r.Get("/v1/tickets/{id}", a.getTicket)
+		r.Delete("/v1/tickets/{id}", a.cancelTicket)
+	})
 }
 
+// The roles that may call the player API: a game server has no business
+// with tickets.
+var ticketRoles = []auth.Role{auth.RolePlayer, auth.RoleService}
+
 func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
+	p, err := httpapi.Caller(r, ticketRoles...)
+	if err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
+		return
+	}
+	// A create refused for its rate costs no more than this check, so a
+	// client that sends too many cannot make the front do more.
+	if limit := a.limits[p.Role]; limit != nil && !httpapi.Anonymous(p) {
+		if ok, after := limit.Allow(p.Subject, a.now()); !ok {
+			httpapi.WriteProblem(w, r, a.log, &httpapi.RateLimitedError{What: "ticket creates", RetryAfter: after})
+			return
+		}
+	}
 	// Past its capacity a front that took every create would hold them all
 	// until the clients gave up; refusing the excess at once keeps the
 	// creates it takes quick, and tells the others when to come back.
@@ -122,7 +162,7 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t, q, idem, err := a.newTicket(w, r)
+	t, q, idem, err := a.newTicket(w, r, p)
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
@@ -134,7 +174,7 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
+		httpapi.WriteProblem(w, r, a.log, hideBusyTicket(err, p))
 		return
 	}
 	a.metrics.TicketsCreated.WithLabelValues(q.Name).Inc()
@@ -172,7 +212,7 @@ const (
 // whose body is body. The draft makes the header a structured-field
 // string, which is quoted; most clients send the bare key, so both are
 // taken and mean the same key.
-func idempotencyOf(r *http.Request, body []byte) (store.Idempotency, error) {
+func idempotencyOf(r *http.Request, p auth.Principal, body []byte) (store.Idempotency, error) {
 	v := r.Header.Get(idempotencyHeader)
 	if v == "" {
 		return store.Idempotency{}, nil
@@ -184,18 +224,71 @@ func idempotencyOf(r *http.Request, body []byte) (store.Idempotency, error) {
 		return store.Idempotency{}, fmt.Errorf("%w: %s must be 1 to %d printable ASCII characters", contracts.ErrBadRequest, idempotencyHeader, maxIdempotencyKey)
 	}
 	sum := sha256.Sum256(body)
-	return store.Idempotency{Key: principal(r) + "\x00" + v, Fingerprint: hex.EncodeToString(sum[:16])}, nil
+	// Each principal's keys are its own, so that nobody can replay, or
+	// learn of, another's create by guessing its key. Without auth every
+	// client shares one scope and the keys' randomness keeps them apart.
+	scope := string(p.Role) + ":" + p.Subject
+	return store.Idempotency{Key: scope + "\x00" + v, Fingerprint: hex.EncodeToString(sum[:16])}, nil
 }
 
-// principal names who sent r, to keep one client's idempotency keys apart
-// from another's. Requests are not authenticated yet, so every client
-// shares one scope and the keys' randomness keeps them apart.
-func principal(*http.Request) string { return "" }
+// hideBusyTicket keeps the ticket of a busy player from anyone but that
+// player: a player who may name its party must not learn their tickets,
+// which would let it read or cancel them.
+func hideBusyTicket(err error, p auth.Principal) error {
+	var busy *store.PlayerBusyError
+	if !errors.As(err, &busy) || busy.TicketID == "" || httpapi.Anonymous(p) ||
+		(p.Role == auth.RolePlayer && p.Subject == busy.PlayerID) {
+		return err
+	}
+	return &store.PlayerBusyError{PlayerID: busy.PlayerID}
+}
+
+// mayCreate checks that p may queue the players of req: a service anyone,
+// a player itself with members of its party claim, each with the skill its
+// token gives it, if any.
+func mayCreate(p auth.Principal, req contracts.TicketRequest) error {
+	if p.Role != auth.RolePlayer {
+		return nil
+	}
+	self := false
+	for _, pl := range req.Players {
+		skill, ok := p.Member(pl.ID)
+		if !ok {
+			return fmt.Errorf("%w: player %s may queue only itself and the members of its party claim, and %s is neither", httpapi.ErrForbidden, p.Subject, pl.ID)
+		}
+		if claimed, ok := skill.For(req.Queue); ok && claimed != pl.Skill {
+			return fmt.Errorf("%w: the skill of player %s in queue %s is set by its token", httpapi.ErrForbidden, pl.ID, req.Queue)
+		}
+		self = self || pl.ID == p.Subject
+	}
+	if !self {
+		return fmt.Errorf("%w: a ticket made by player %s must include it", httpapi.ErrForbidden, p.Subject)
+	}
+	return nil
+}
+
+// mayRead reports whether p may see ticket t: a service any, a player only
+// those it is in.
+func mayRead(p auth.Principal, t contracts.Ticket) bool {
+	if p.Role != auth.RolePlayer {
+		return true
+	}
+	for _, pl := range t.Players {
+		if pl.ID == p.Subject {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoTicket answers for a ticket that does not exist and for one the
+// caller may not see, alike, so that ids cannot be probed.
+var errNoTicket = &httpapi.NotFoundError{What: "ticket"}
 
 // newTicket reads and checks the request, and makes the ticket it asks for.
 // The idempotency key is read before the body is decoded, so that a bad
 // key is refused whatever the body holds.
-func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Ticket, q queues.Queue, idem store.Idempotency, err error) {
+func (a *API) newTicket(w http.ResponseWriter, r *http.Request, p auth.Principal) (t contracts.Ticket, q queues.Queue, idem store.Idempotency, err error) {
 	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return t, q, idem, err
 	}
@@ -203,7 +296,7 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Tic
 	if err != nil {
 		return t, q, idem, fmt.Errorf("reading body: %w", err)
 	}
-	if idem, err = idempotencyOf(r, body); err != nil {
+	if idem, err = idempotencyOf(r, p, body); err != nil {
 		return t, q, idem, err
 	}
 	req, err := contracts.DecodeTicketRequestBytes(body)
@@ -217,6 +310,12 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request) (t contracts.Tic
 	if len(req.Players) > q.TeamSize {
 		return t, q, idem, fmt.Errorf("%w: queue %q takes parties of at most %d players, not %d",
 			contracts.ErrBadRequest, q.Name, q.TeamSize, len(req.Players))
+	}
+	if err := mayCreate(p, req); err != nil {
+		return t, q, idem, err
+	}
+	if err := a.regions.check(r.Context(), req.Latencies); err != nil {
+		return t, q, idem, err
 	}
 	now := a.now().UTC()
 	return contracts.Ticket{
@@ -296,6 +395,11 @@ func (a *API) undo(ctx context.Context, t contracts.Ticket, cause error) error {
 }
 
 func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
+	p, err := httpapi.Caller(r, ticketRoles...)
+	if err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
+		return
+	}
 	id := chi.URLParam(r, "id")
 	if err := contracts.CheckID("ticket id", id); err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)
@@ -314,6 +418,9 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 			t, err := get(ctx, id)
 			if err != nil {
 				return nil, 0, storeErr("reading ticket", err)
+			}
+			if !mayRead(p, t) {
+				return nil, 0, errNoTicket
 			}
 			return t, t.Version, nil
 		}
@@ -346,10 +453,27 @@ func untilOf(r *http.Request) (func(any) bool, error) {
 }
 
 func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
+	p, err := httpapi.Caller(r, ticketRoles...)
+	if err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
+		return
+	}
 	id := chi.URLParam(r, "id")
 	if err := contracts.CheckID("ticket id", id); err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
+	}
+	if p.Role == auth.RolePlayer {
+		// A ticket's players never change, so reading them before the
+		// cancel decides as well as reading them in it would.
+		t, err := a.store.Ticket(r.Context(), id)
+		if err == nil && !mayRead(p, t) {
+			err = errNoTicket
+		}
+		if err != nil {
+			httpapi.WriteProblem(w, r, a.log, storeErr("reading ticket", err))
+			return
+		}
 	}
 	t, err := a.store.CancelTicket(r.Context(), id, a.now().UTC())
 	if err != nil {
@@ -364,7 +488,9 @@ func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
 // other failure is the store being unreachable, which the client may retry.
 func storeErr(doing string, err error) error {
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrPlayerBusy),
+	case errors.Is(err, store.ErrNotFound):
+		return errNoTicket // the store's words name its keys
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrPlayerBusy),
 		errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w", doing, err)
 	}

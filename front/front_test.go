@@ -23,6 +23,7 @@ import (
 	"github.com/quickmatch/quickmatch/front"
 	"github.com/quickmatch/quickmatch/internal/broker"
 	"github.com/quickmatch/quickmatch/internal/broker/membroker"
+	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/metrics"
 	"github.com/quickmatch/quickmatch/internal/queues"
@@ -135,6 +136,8 @@ func newFrontEnvWith(t testing.TB, s storeListener, b broker.Broker, opt func(*f
 		Metrics: e.metrics,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:     func() time.Time { return clock },
+		Auth:    httpapi.Open(),
+		Regions: []string{"eu-west", "us-east"},
 	}
 	opt(&cfg)
 	api := front.New(cfg)
@@ -730,6 +733,7 @@ func BenchmarkCreateTicket(b *testing.B) {
 		Metrics:   metrics.NewUnregistered(),
 		Log:       slog.New(slog.DiscardHandler),
 		Now:       time.Now,
+		Auth:      httpapi.Open(),
 	})
 	r := chi.NewRouter()
 	api.Mount(r)

@@ -82,6 +82,8 @@ type Client struct {
 	fronts   []string
 	assigner string
 	requests atomic.Int64
+	// tokens authenticates each request when the suite has auth on.
+	tokens *tokens
 }
 
 func newClient(t *http.Transport, fronts []string, assigner string) *Client {
@@ -223,6 +225,13 @@ func (c *Client) send(ctx context.Context, cl call, out any) (http.Header, error
 		return nil, &apiError{Op: cl.op, Code: "request", Err: err}
 	}
 	maps.Copy(req.Header, cl.header)
+	if c.tokens != nil {
+		bearer, err := c.tokens.bearer(cl.url)
+		if err != nil {
+			return nil, &apiError{Op: cl.op, Code: "token", Err: err}
+		}
+		req.Header.Set("Authorization", bearer)
+	}
 	if cl.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

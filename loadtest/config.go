@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -36,6 +37,9 @@ type Config struct {
 	Fronts      []string // base URLs of the player API; players spread over them
 	Assigner    string   // base URL of the game-server API
 	AllowRemote bool
+	// AuthSecret is the suite's HS256 secret, to mint tokens with; empty
+	// when the suite runs without auth.
+	AuthSecret string
 
 	// Players.
 	Rate        float64       // players per second; used when Concurrency is 0
@@ -130,6 +134,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&fronts, "front", "http://127.0.0.1:8080", "base URL of the player API, or several, comma-separated: players spread over them round robin, and a create retry or a poll that failed on a connection error or a 5xx goes to the next")
 	fs.StringVar(&c.Assigner, "assigner", "", "base URL of the game-server API (default: the first -front)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow targets that are not loopback addresses")
+	fs.StringVar(&c.AuthSecret, "auth-secret", os.Getenv("MM_AUTH_HS256_SECRET"), "HS256 secret of a suite with auth on: the run mints a service token for the ticket calls and a server token per game server (default: $MM_AUTH_HS256_SECRET)")
 
 	fs.Float64Var(&c.Rate, "rate", 100, "players arriving per second (open loop)")
 	fs.IntVar(&c.Concurrency, "concurrency", 0, "if set, players in the queue at once (closed loop) instead of -rate")

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -282,6 +283,9 @@ func TestTwoFrontsAgainstDistributed(t *testing.T) {
 	}
 
 	client := newClient(http.DefaultTransport.(*http.Transport), fronts, assigner)
+	if err := client.authenticate(os.Getenv("MM_AUTH_HS256_SECRET")); err != nil {
+		t.Fatal(err)
+	}
 	cr := mustCreateRequest(t, "x-replay")
 	ctx := context.Background()
 	first, replayed, err := client.CreateTicket(ctx, client.Front(0), cr)

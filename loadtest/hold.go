@@ -105,6 +105,9 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 	tr := newTransport(1, 256)
 	defer tr.CloseIdleConnections()
 	client := newClient(tr, c.Fronts, c.Front)
+	if err := client.authenticate(c.AuthSecret); err != nil {
+		return nil, err
+	}
 	if err := checkLive(ctx, client, c.Front); err != nil {
 		return nil, err
 	}
@@ -149,6 +152,13 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 		hostport: hostport,
 		host:     u.Host,
 		wait:     2 * c.HoldTimeout,
+		authorization: func() string {
+			if client.tokens == nil {
+				return ""
+			}
+			bearer, _ := client.tokens.bearer(c.Front)
+			return "Authorization: " + bearer + "\r\n"
+		}(),
 		dialer:   &spreadDialer{sources: sourceAddrs(hr.SourceAddrs), timeout: 10 * time.Second},
 		hist:     newHistogram(),
 		countErr: countErr,
@@ -292,9 +302,12 @@ func cancelHoldTickets(ctx context.Context, client *Client, ids []string, countE
 type holder struct {
 	hostport string
 	host     string
-	wait     time.Duration
-	dialer   *spreadDialer
-	countErr func(string)
+	// authorization is the request's Authorization line, with its CRLF,
+	// or empty.
+	authorization string
+	wait          time.Duration
+	dialer        *spreadDialer
+	countErr      func(string)
 
 	sent       atomic.Int64
 	answered   atomic.Int64
@@ -325,7 +338,7 @@ func (h *holder) poll(ctx context.Context, id string, sem <-chan struct{}) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	req := "GET /v1/tickets/" + url.PathEscape(id) + "?wait=" + h.wait.String() + "&after=1 HTTP/1.1\r\nHost: " + h.host + "\r\nUser-Agent: quickmatch-loadtest\r\n\r\n"
+	req := "GET /v1/tickets/" + url.PathEscape(id) + "?wait=" + h.wait.String() + "&after=1 HTTP/1.1\r\nHost: " + h.host + "\r\nUser-Agent: quickmatch-loadtest\r\n" + h.authorization + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		h.countErr("hold write: " + transportCode(err))
 		return

@@ -36,6 +36,9 @@ func runHTTP(ctx context.Context, c *Config) (*Report, error) {
 	tr := newTransport(max(c.SourceAddrs, 1), conc)
 	defer tr.CloseIdleConnections()
 	client := newClient(tr, c.Fronts, c.Front)
+	if err := client.authenticate(c.AuthSecret); err != nil {
+		return nil, err
+	}
 	if err := checkLive(ctx, client, c.Front); err != nil {
 		return nil, err
 	}

@@ -161,6 +161,9 @@ func runPlayers(ctx context.Context, c *Config, stdout io.Writer) (*Report, erro
 	tr := newTransport(max(c.SourceAddrs, 1), int(min(maxInFlight, 100_000)))
 	defer tr.CloseIdleConnections()
 	client := newClient(tr, c.Fronts, c.Assigner)
+	if err := client.authenticate(c.AuthSecret); err != nil {
+		return nil, err
+	}
 	if err := checkLive(ctx, client, append(slices.Clone(c.Fronts), c.Assigner)...); err != nil {
 		return nil, err
 	}

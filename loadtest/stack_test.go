@@ -50,6 +50,7 @@ func startEmbedded(tb testing.TB) string {
 	tb.Setenv("MM_HTTP_ADDR", "127.0.0.1:0")
 	tb.Setenv("MM_AMQP_URL", "")
 	tb.Setenv("MM_REDIS_ADDR", "")
+	withAuth(tb)
 	return startApp(tb, services.All)
 }
 
@@ -64,6 +65,7 @@ func startDistributed(tb testing.TB) (front, assigner string) {
 	tb.Setenv("MM_REDIS_ADDR", redisAddr)
 	tb.Setenv("MM_AMQP_PREFIX", prefix)
 	tb.Setenv("MM_REDIS_PREFIX", prefix)
+	withAuth(tb)
 	// Registered first, so that it runs after every app has stopped.
 	tb.Cleanup(func() { deleteBackends(tb, amqpURL, redisAddr, prefix) })
 	front = startApp(tb, services.Front)
@@ -109,4 +111,16 @@ func deleteBackends(tb testing.TB, amqpURL, redisAddr, prefix string) {
 			}
 		}
 	}
+}
+
+// withAuth turns auth on for the stacks a test starts, with a secret the
+// load tester reads from the same variable to mint its tokens: the runs of
+// these tests are authenticated as a studio's would be.
+func withAuth(tb testing.TB) {
+	tb.Helper()
+	tb.Setenv("MM_AUTH", "")
+	tb.Setenv("MM_AUTH_HS256_SECRET", "loadtest-secret-"+testenv.Prefix(tb))
+	// Every simulated client comes from loopback; their failures are
+	// the tests' business, not a limit's.
+	tb.Setenv("MM_AUTH_FAILURE_RATE", "0")
 }

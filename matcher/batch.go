@@ -427,7 +427,7 @@ func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, no
 			failUnpublished(out.matchCalls, fmt.Errorf("publishing %d matches: %w", len(bodies), err))
 		} else {
 			for _, f := range out.matches {
-				m.cfg.Metrics.MatchesFormed.WithLabelValues(q.Name, f.match.Region).Inc()
+				m.cfg.Metrics.MatchesFormed.WithLabelValues(q.Name, m.cfg.Metrics.Region(f.match.Region)).Inc()
 				for _, e := range f.entries {
 					m.cfg.Metrics.WaitSeconds.WithLabelValues(q.Name).Observe(now.Sub(e.CreatedAt).Seconds())
 				}

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -63,6 +62,9 @@ type App struct {
 	ln      net.Listener
 	srv     *http.Server
 	ready   *readiness
+	auth    *httpapi.Authenticator
+	// stopAuth ends the verifier's key refresh.
+	stopAuth context.CancelFunc
 
 	stopping chan struct{} // closed at shutdown: held long-polls answer at once
 }
@@ -77,17 +79,28 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 		}
 		cfg.Queues = set
 	}
-	deps, err := Connect(ctx, &cfg, roles.String(), log)
+	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
+	authn, err := newAuthenticator(authCtx, &cfg, roles, log)
 	if err != nil {
+		stopAuth()
 		return nil, err
 	}
-	if err := declareQueues(ctx, deps.Broker, &cfg); err != nil {
+	deps, err := Connect(ctx, &cfg, roles.String(), log)
+	if err != nil {
+		stopAuth()
+		return nil, err
+	}
+	closeDeps := func() {
 		deps.Close()
+		stopAuth()
+	}
+	if err := declareQueues(ctx, deps.Broker, &cfg); err != nil {
+		closeDeps()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		deps.Close()
+		closeDeps()
 		return nil, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
 	}
 	reg := prometheus.NewRegistry()
@@ -100,6 +113,8 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 		metrics:  metrics.New(reg),
 		hub:      longpoll.NewHub(log),
 		ln:       ln,
+		auth:     authn,
+		stopAuth: stopAuth,
 		stopping: make(chan struct{}),
 	}
 	a.ready = newReadiness(deps, a.listenerReady())
@@ -152,7 +167,7 @@ func (a *App) listenerReady() <-chan struct{} {
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
 func (a *App) routes(reg *prometheus.Registry) http.Handler {
-	r := chi.NewRouter()
+	r := httpapi.NewRouter()
 	r.Use(httpapi.CountRequests(a.metrics.HTTPRequests))
 	mountOps(r, reg, a.ready)
 	poller := &longpoll.Poller{
@@ -164,14 +179,18 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 	}
 	if a.roles&Front != 0 {
 		front.New(front.Config{
-			Queues:     a.cfg.Queues,
-			Store:      a.deps.Store,
-			Publisher:  a.deps.Broker,
-			Poller:     poller,
-			Metrics:    a.metrics,
-			Log:        a.log,
-			Now:        time.Now,
-			MaxCreates: a.cfg.MaxCreates,
+			Queues:         a.cfg.Queues,
+			Store:          a.deps.Store,
+			Publisher:      a.deps.Broker,
+			Poller:         poller,
+			Metrics:        a.metrics,
+			Log:            a.log,
+			Now:            time.Now,
+			MaxCreates:     a.cfg.MaxCreates,
+			Auth:           a.auth,
+			PlayerCreates:  createLimiter(a.cfg.CreateRate, a.cfg.CreateBurst),
+			ServiceCreates: createLimiter(a.cfg.ServiceCreateRate, a.cfg.ServiceCreateBurst),
+			Regions:        a.cfg.Regions,
 		}).Mount(r)
 	}
 	if a.roles&Assigner != 0 {
@@ -181,6 +200,7 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 			ServerTTL: a.cfg.ServerTTL,
 			Log:       a.log,
 			Now:       time.Now,
+			Auth:      a.auth,
 		}).Mount(r)
 	}
 	return r
@@ -227,6 +247,7 @@ func (s *stage) stop(deadline context.Context) error {
 // HTTP server finishes its requests, consumers finish their messages, and the
 // store listener stops; all within MM_SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context) error {
+	defer a.stopAuth()
 	defer a.deps.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	listen, consume := newStage(ctx), newStage(ctx)

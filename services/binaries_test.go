@@ -36,15 +36,18 @@ func TestBinaries(t *testing.T) {
 
 	t.Run("embedded", func(t *testing.T) {
 		mm := startProcess(t, filepath.Join(bin, "matchmaker"), nil)
-		walkthrough(t, mm.url, mm.url)
-		mm.stopWithHeldPoll(t)
+		walkthrough(t, newClient(t), mm.url, mm.url)
+		mm.stopWithHeldPoll(t, newClient(t))
 	})
 
 	t.Run("distributed", func(t *testing.T) {
 		prefix := testenv.Prefix(t)
+		secret := "binaries-test-" + prefix
 		env := []string{
 			"MM_AMQP_URL=" + testenv.AMQPURL(t), "MM_REDIS_ADDR=" + testenv.RedisAddr(t),
 			"MM_AMQP_PREFIX=" + prefix, "MM_REDIS_PREFIX=" + prefix,
+			// As a studio runs it: with auth on.
+			"MM_AUTH_HS256_SECRET=" + secret,
 		}
 		cfg := Config{AMQPURL: testenv.AMQPURL(t), AMQPPrefix: prefix, RedisPrefix: prefix}
 		cfg.Queues, _ = queues.NewSet(queues.Duel())
@@ -55,8 +58,9 @@ func TestBinaries(t *testing.T) {
 		asg := startProcess(t, filepath.Join(bin, "assigner"), env)
 		m1 := startProcess(t, filepath.Join(bin, "matcher"), env)
 		m2 := startProcess(t, filepath.Join(bin, "matcher"), env)
-		walkthrough(t, front.url, asg.url)
-		front.stopWithHeldPoll(t)
+		c := newAuthClient(t, []byte(secret))
+		walkthrough(t, c, front.url, asg.url)
+		front.stopWithHeldPoll(t, c)
 		for _, p := range []*process{asg, m1, m2} {
 			p.stop(t)
 		}
@@ -122,9 +126,8 @@ func (p *process) stop(t *testing.T) {
 
 // stopWithHeldPoll holds a 60 s long-poll, sends SIGTERM, and checks that
 // the poll is answered well before its wait ends and the process exits 0.
-func (p *process) stopWithHeldPoll(t *testing.T) {
+func (p *process) stopWithHeldPoll(t *testing.T, c *client) {
 	t.Helper()
-	c := newClient(t)
 	tk := c.createTicket(p.url, player("p-held", 100_000))
 	answered := make(chan int, 1)
 	go func() {
@@ -132,6 +135,9 @@ func (p *process) stopWithHeldPoll(t *testing.T) {
 		defer cancel()
 		url := fmt.Sprintf("%s/v1/tickets/%s?wait=60s&after=%d", p.url, tk.ID, tk.Version)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if c.authorize != nil {
+			c.authorize(req)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			answered <- 0

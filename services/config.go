@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/queues"
 )
 
@@ -45,6 +46,30 @@ type Config struct {
 	AssignerWorkers  int `envconfig:"ASSIGNER_WORKERS" default:"256"`
 
 	QueuesFile string `envconfig:"QUEUES_FILE"`
+
+	// Auth (README "Security"): off only when MM_AUTH=off, or in the
+	// embedded mode with no key and a loopback address.
+	Auth            string        `envconfig:"AUTH"`
+	AuthHS256Secret string        `envconfig:"AUTH_HS256_SECRET"`
+	AuthJWKSFile    string        `envconfig:"AUTH_JWKS_FILE"`
+	AuthJWKSURL     string        `envconfig:"AUTH_JWKS_URL"`
+	AuthIssuer      string        `envconfig:"AUTH_ISSUER"`
+	AuthAudience    string        `envconfig:"AUTH_AUDIENCE"`
+	AuthLeeway      time.Duration `envconfig:"AUTH_LEEWAY" default:"30s"`
+	// AuthFailureRate and AuthFailureBurst limit each client address's
+	// failed authentications, per second.
+	AuthFailureRate  float64 `envconfig:"AUTH_FAILURE_RATE" default:"5"`
+	AuthFailureBurst int     `envconfig:"AUTH_FAILURE_BURST" default:"20"`
+	// CreateRate and CreateBurst limit each player's ticket creates, per
+	// second; ServiceCreateRate and ServiceCreateBurst each service
+	// principal's (0: no limit).
+	CreateRate         float64 `envconfig:"CREATE_RATE" default:"0.5"`
+	CreateBurst        int     `envconfig:"CREATE_BURST" default:"5"`
+	ServiceCreateRate  float64 `envconfig:"SERVICE_CREATE_RATE" default:"0"`
+	ServiceCreateBurst int     `envconfig:"SERVICE_CREATE_BURST" default:"1000"`
+	// Regions are the regions tickets may name besides those game servers
+	// have registered in.
+	Regions []string `envconfig:"REGIONS"`
 
 	DrainDelay      time.Duration `envconfig:"DRAIN_DELAY" default:"0s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
@@ -92,6 +117,17 @@ func (c *Config) check() error {
 		return fmt.Errorf("MM_MAX_CREATES must not be negative")
 	case c.MatcherPrefetch < 1 || c.MatcherWorkers < 1 || c.AssignerPrefetch < 1 || c.AssignerWorkers < 1:
 		return fmt.Errorf("MM_*_PREFETCH and MM_*_WORKERS must be at least 1")
+	case c.Auth != "" && c.Auth != "on" && c.Auth != "off":
+		return fmt.Errorf("MM_AUTH must be on, off or empty, not %q", c.Auth)
+	case c.AuthLeeway < 0 || c.AuthFailureRate < 0 || c.CreateRate < 0 || c.ServiceCreateRate < 0:
+		return fmt.Errorf("MM_AUTH_LEEWAY, MM_AUTH_FAILURE_RATE, MM_CREATE_RATE and MM_SERVICE_CREATE_RATE must not be negative")
+	case c.AuthFailureBurst < 1 || c.CreateBurst < 1 || c.ServiceCreateBurst < 1:
+		return fmt.Errorf("MM_AUTH_FAILURE_BURST, MM_CREATE_BURST and MM_SERVICE_CREATE_BURST must be at least 1")
+	}
+	for _, r := range c.Regions {
+		if err := contracts.CheckRegion(r); err != nil {
+			return fmt.Errorf("MM_REGIONS: %w", err)
+		}
 	}
 	return nil
 }

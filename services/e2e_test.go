@@ -21,18 +21,17 @@ func TestWalkthrough(t *testing.T) {
 	for _, m := range modes {
 		t.Run(string(m), func(t *testing.T) {
 			s := startStack(t, m, stackOptions{})
-			walkthrough(t, s.frontURL, s.assignerURL)
+			walkthrough(t, newClient(t), s.frontURL, s.assignerURL)
 		})
 	}
 }
 
 // walkthrough plays the README's curl walk-through against a running suite.
-func walkthrough(t *testing.T, frontURL, assignerURL string) {
+func walkthrough(t *testing.T, c *client, frontURL, assignerURL string) {
 	t.Helper()
-	c := newClient(t)
 	c.registerServer(assignerURL, "gs-1", "eu-west", 2)
 	a := c.createTicket(frontURL, contracts.TicketRequest{Queue: "duel",
-		Players: []contracts.Player{{ID: "p-1", Skill: 1520}}, Latencies: map[string]float64{"eu-west": 31, "us-east": 112}})
+		Players: []contracts.Player{{ID: "p-1", Skill: 1520}}, Latencies: map[string]float64{"eu-west": 31}})
 	b := c.createTicket(frontURL, contracts.TicketRequest{Queue: "duel",
 		Players: []contracts.Player{{ID: "p-2", Skill: 1490}}, Latencies: map[string]float64{"eu-west": 45}})
 	if a.Status != contracts.StatusSearching || a.Version != 1 {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/auth/authtest"
 	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/testenv"
 )
@@ -64,6 +66,14 @@ type stackOptions struct {
 	queue               queues.Queue
 	more                []queues.Queue // further queues beside queue
 	orphanAfter         time.Duration  // MM_ORPHAN_AFTER; 0 turns it off
+	// auth, when set, turns authentication on with these keys (the HS256
+	// secret and a JWKS file of the public keys), testIssuer and
+	// testAudience; otherwise the stack runs with MM_AUTH=off.
+	auth        *authtest.Keys
+	createBurst int // MM_CREATE_BURST when auth is on
+	// failureBurst is MM_AUTH_FAILURE_BURST when auth is on; 0 turns the
+	// limit off, since every test client shares one address.
+	failureBurst int
 }
 
 func startStack(t *testing.T, m mode, opt stackOptions) *stack {
@@ -86,6 +96,9 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 		t.Fatal(err)
 	}
 	cfg.HTTPAddr = "127.0.0.1:0"
+	// These tests are of the pipeline; auth_test.go has the stacks that
+	// authenticate.
+	cfg.Auth = "off"
 	cfg.Queues = set
 	cfg.ShutdownTimeout = 10 * time.Second
 	cfg.AssignRetryDelay = 100 * time.Millisecond
@@ -96,6 +109,22 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 	// a slow run (-race, packages side by side) the default 15 s would
 	// expire them mid-test and fail matches for want of capacity.
 	cfg.ServerTTL = 5 * time.Minute
+	if opt.auth != nil {
+		cfg.Auth = ""
+		cfg.AuthHS256Secret = string(opt.auth.Secret())
+		cfg.AuthJWKSFile = filepath.Join(t.TempDir(), "jwks.json")
+		if err := os.WriteFile(cfg.AuthJWKSFile, opt.auth.JWKS(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.AuthIssuer, cfg.AuthAudience = testIssuer, testAudience
+		if opt.createBurst > 0 {
+			cfg.CreateBurst, cfg.CreateRate = opt.createBurst, 0.001
+		}
+		cfg.AuthFailureRate = 0
+		if opt.failureBurst > 0 {
+			cfg.AuthFailureBurst, cfg.AuthFailureRate = opt.failureBurst, 0.001
+		}
+	}
 	s := &stack{cfg: cfg}
 	if m == embedded {
 		s.cfg.AMQPURL, s.cfg.RedisAddr = "", ""
@@ -248,6 +277,8 @@ func cleanupBackends(t *testing.T, cfg Config, rdb *redis.Client) {
 type client struct {
 	t    testing.TB
 	http *http.Client
+	// authorize, when set, adds the request's credentials.
+	authorize func(*http.Request)
 }
 
 func newClient(t testing.TB) *client {
@@ -270,6 +301,9 @@ func (c *client) do(method, url string, body any, out any) int {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.authorize != nil {
+		c.authorize(req)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/auth"
 	"github.com/quickmatch/quickmatch/internal/store"
 )
 
@@ -39,8 +41,14 @@ type rule struct {
 	match  func(error) bool
 	status int
 	code   string
+	// detail is what the client is told; the error's own text when nil,
+	// which only errors written for the client may use: a store's error
+	// chain says what the service was doing and must not reach a client.
+	detail func(err error) string
 	extra  func(err error, w http.ResponseWriter, p *contracts.Problem)
 }
+
+func fixed(detail string) func(error) string { return func(error) string { return detail } }
 
 func is(target error) func(error) bool {
 	return func(err error) bool { return errors.Is(err, target) }
@@ -58,11 +66,42 @@ var rules = []rule{
 		},
 		status: http.StatusRequestEntityTooLarge,
 		code:   contracts.CodeBodyTooLarge,
+		detail: fixed("the request body is too large"),
+	},
+	{
+		match:  is(auth.ErrInvalidToken),
+		status: http.StatusUnauthorized,
+		code:   contracts.CodeInvalidToken,
+		detail: describe,
+		extra: func(_ error, w http.ResponseWriter, _ *contracts.Problem) {
+			w.Header().Set("WWW-Authenticate", wwwAuthenticate)
+		},
+	},
+	{match: is(ErrForbidden), status: http.StatusForbidden, code: contracts.CodeForbidden},
+	{
+		match:  is(ErrRateLimited),
+		status: http.StatusTooManyRequests,
+		code:   contracts.CodeRateLimited,
+		extra: func(err error, w http.ResponseWriter, _ *contracts.Problem) {
+			w.Header().Set("Retry-After", retryAfterSeconds(err))
+		},
 	},
 	{match: is(contracts.ErrBadRequest), status: http.StatusBadRequest, code: contracts.CodeBadRequest},
 	{match: is(contracts.ErrUnsupportedMediaType), status: http.StatusUnsupportedMediaType, code: contracts.CodeUnsupportedType},
 	{match: is(ErrUnknownQueue), status: http.StatusBadRequest, code: contracts.CodeUnknownQueue},
-	{match: is(store.ErrNotFound), status: http.StatusNotFound, code: contracts.CodeNotFound},
+	{match: is(ErrUnknownRegion), status: http.StatusBadRequest, code: contracts.CodeUnknownRegion},
+	{
+		match:  is(store.ErrNotFound),
+		status: http.StatusNotFound,
+		code:   contracts.CodeNotFound,
+		detail: func(err error) string {
+			var nf *NotFoundError
+			if errors.As(err, &nf) {
+				return nf.Error()
+			}
+			return "not found"
+		},
+	},
 	{
 		match: func(err error) bool {
 			var r *store.ReplayError
@@ -70,11 +109,19 @@ var rules = []rule{
 		},
 		status: http.StatusUnprocessableEntity,
 		code:   contracts.CodeIdempotencyMismatch,
+		detail: fixed("this Idempotency-Key was used before for a different request"),
 	},
 	{
 		match:  is(store.ErrPlayerBusy),
 		status: http.StatusConflict,
 		code:   contracts.CodePlayerHasTicket,
+		detail: func(err error) string {
+			var busy *store.PlayerBusyError
+			if errors.As(err, &busy) {
+				return fmt.Sprintf("player %s already has a live ticket", busy.PlayerID)
+			}
+			return "a player already has a live ticket"
+		},
 		extra: func(err error, w http.ResponseWriter, p *contracts.Problem) {
 			var busy *store.PlayerBusyError
 			if errors.As(err, &busy) && busy.TicketID != "" {
@@ -87,6 +134,13 @@ var rules = []rule{
 		match:  is(store.ErrConflict),
 		status: http.StatusConflict,
 		code:   contracts.CodeConflict,
+		detail: func(err error) string {
+			var c *store.ConflictError
+			if errors.As(err, &c) {
+				return fmt.Sprintf("the ticket is %s", c.Status)
+			}
+			return "the change conflicts with the state it would change"
+		},
 		extra: func(err error, w http.ResponseWriter, p *contracts.Problem) {
 			var c *store.ConflictError
 			if errors.As(err, &c) && (c.Status == contracts.StatusMatched || c.Status == contracts.StatusAssigned) {
@@ -95,6 +149,7 @@ var rules = []rule{
 			}
 		},
 	},
+	{match: is(errNoMethod), status: http.StatusMethodNotAllowed, code: contracts.CodeMethodNotAllowed},
 	{match: is(ErrUnavailable), status: http.StatusServiceUnavailable, code: contracts.CodeUnavailable},
 	{
 		match:  is(ErrOverloaded),
@@ -106,6 +161,14 @@ var rules = []rule{
 	},
 }
 
+// NotFoundError says what was not found, in words a client may read. It
+// matches store.ErrNotFound under errors.Is.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return "no such " + e.What }
+
+func (e *NotFoundError) Is(target error) bool { return target == store.ErrNotFound }
+
 // TicketPath is the URL path of ticket id in the player API.
 func TicketPath(id string) string { return "/v1/tickets/" + id }
 
@@ -116,12 +179,16 @@ func Problem(w http.ResponseWriter, err error) contracts.Problem {
 		if !r.match(err) {
 			continue
 		}
+		detail := r.detail
+		if detail == nil {
+			detail = error.Error
+		}
 		p := contracts.Problem{
 			Type:   contracts.ProblemTypeBase + r.code,
 			Title:  http.StatusText(r.status),
 			Status: r.status,
 			Code:   r.code,
-			Detail: err.Error(),
+			Detail: detail(err),
 		}
 		if r.extra != nil {
 			r.extra(err, w, &p)

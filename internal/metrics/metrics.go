@@ -2,7 +2,11 @@
 // bounded: queue, region, outcome and kind, never ticket, player or server ids.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics is every metric a service may record. Each process makes one and
 // registers it once; a service records only the ones that concern it.
@@ -18,6 +22,45 @@ type Metrics struct {
 	LongPollsWaiting *prometheus.GaugeVec     // kind (ticket, server)
 	HTTPRequests     *prometheus.CounterVec   // route, code
 	Repairs          *prometheus.CounterVec   // kind (republished, match_resent, stale_claim)
+
+	regions labelSet
+}
+
+// MaxRegionLabels bounds the values of the region label. Fronts take only
+// regions the deployment knows, but what servers register is up to them;
+// past the bound a region is counted as OtherRegion, so that no client can
+// grow the series without end.
+const (
+	MaxRegionLabels = 64
+	OtherRegion     = "other"
+)
+
+// Region is the region label of region: region itself while fewer than
+// MaxRegionLabels regions have been seen, OtherRegion past them.
+func (m *Metrics) Region(region string) string {
+	return m.regions.label(region, MaxRegionLabels, OtherRegion)
+}
+
+// labelSet remembers the values a label has taken.
+type labelSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *labelSet) label(v string, limit int, other string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[v] {
+		return v
+	}
+	if len(s.seen) >= limit {
+		return other
+	}
+	if s.seen == nil {
+		s.seen = make(map[string]bool)
+	}
+	s.seen[v] = true
+	return v
 }
 
 // waitBuckets reach past the 10 s at which default buckets stop, because a

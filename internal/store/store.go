@@ -288,6 +288,10 @@ type Store interface {
 	DrainServer(ctx context.Context, id string) (contracts.Server, error)
 	// Server returns a registered server or ErrNotFound.
 	Server(ctx context.Context, id string) (contracts.Server, error)
+	// Regions lists, in no order, every region a server has registered
+	// in; a region stays listed at least while a server record in it
+	// lives.
+	Regions(ctx context.Context) ([]string, error)
 	// Allocations returns the matches server id hosts now, with the
 	// server's version; ErrNotFound if the server is unknown.
 	Allocations(ctx context.Context, serverID string) (contracts.Allocations, error)

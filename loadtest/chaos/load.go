@@ -113,6 +113,7 @@ func (h *harness) startLoad(ctx context.Context, runID string, seed uint64) (*lo
 		return nil, err
 	}
 	lr.cmd = exec.Command(filepath.Join(h.bin, "loadtest"), h.loadArgs(runID, dir, lr.outcomes, seed)...)
+	lr.cmd.Env = append(os.Environ(), "MM_AUTH_HS256_SECRET="+h.st.authSecret)
 	lr.cmd.Stdout, lr.cmd.Stderr = logf, logf
 	lr.cmd.SysProcAttr = childAttr()
 	if err := lr.cmd.Start(); err != nil {

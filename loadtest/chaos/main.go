@@ -198,7 +198,7 @@ func (h *harness) setup(ctx context.Context) error {
 	}
 	h.vhost = h.tag
 	h.st = &stack{cfg: c, bin: h.bin, logs: h.logs, vhost: h.vhost, redis: red, redisAddr: red.addr, prefix: "mm:",
-		amqpURL: strings.TrimSuffix(c.AMQPURL, "/") + "/" + h.vhost}
+		amqpURL: strings.TrimSuffix(c.AMQPURL, "/") + "/" + h.vhost, authSecret: "chaos-" + rand.Text()}
 	if err := addVhost(ctx, h.vhost); err != nil {
 		h.vhost = "" // nothing to delete
 		return err

@@ -166,9 +166,12 @@ type stack struct {
 	redis     *proc
 	redisAddr string
 	prefix    string // of the services' Redis keys
-	fronts    []*proc
-	matchers  []*proc
-	assigners []*proc
+	// authSecret turns the services' auth on; the load tester mints its
+	// tokens with it, so that faults are tested as a studio runs.
+	authSecret string
+	fronts     []*proc
+	matchers   []*proc
+	assigners  []*proc
 }
 
 // services lists every service process.
@@ -298,6 +301,9 @@ func (s *stack) newService(name, binary string) (*proc, error) {
 		"MM_LOG_LEVEL=warn",
 		"MM_RETENTION="+s.cfg.retention().String(),
 		"MM_SHUTDOWN_TIMEOUT=5s",
+		"MM_AUTH_HS256_SECRET="+s.authSecret,
+		// The simulated players all come from loopback.
+		"MM_AUTH_FAILURE_RATE=0",
 	)
 	p := &proc{name: name, path: filepath.Join(s.bin, binary), addr: addr, env: env,
 		logPath: filepath.Join(s.logs, name+".log")}

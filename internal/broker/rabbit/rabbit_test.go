@@ -322,9 +322,15 @@ func TestOutOfOrderSettle(t *testing.T) {
 			deliveries, want := 0, n+n/10
 			all := make(chan struct{}) // closed once want deliveries are in
 			probes := make(chan struct{})
+			// probed counts the probes handed to a handler: a stop before
+			// the last of them would send it back to the queue, as a stop
+			// should.
+			var probed sync.WaitGroup
+			probed.Add(prefetch)
 			h := func(ctx context.Context, m broker.Message) error {
 				if string(m.Body) == "probe" {
 					<-probes
+					probed.Done()
 					return nil
 				}
 				var i int
@@ -400,6 +406,7 @@ func TestOutOfOrderSettle(t *testing.T) {
 			}
 			waitReady(t, b, "work", func(n int) bool { return n == 0 })
 			close(probes)
+			probed.Wait()
 			waitReady(t, b, contracts.DeadLetterQueue, func(got int) bool { return got >= n/10 })
 			stop()
 

@@ -506,6 +506,21 @@ func (s *Store) Server(ctx context.Context, id string) (contracts.Server, error)
 	return rec.s, nil
 }
 
+// Regions implements store.Store.
+func (s *Store) Regions(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool)
+	var out []string
+	for _, rec := range s.servers {
+		if r := rec.s.Region; !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 // Allocations implements store.Store.
 func (s *Store) Allocations(ctx context.Context, serverID string) (contracts.Allocations, error) {
 	s.mu.Lock()

@@ -674,6 +674,17 @@ func (s *Store) RegisterServer(ctx context.Context, id string, req contracts.Ser
 	return srv, nil
 }
 
+// Regions implements store.Store. The set gains a region with the first
+// registration in it and keeps it: it is as bounded as the deployment's
+// regions are.
+func (s *Store) Regions(ctx context.Context) ([]string, error) {
+	regions, err := s.client.SMembers(ctx, s.regionsKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading regions: %w", err)
+	}
+	return regions, nil
+}
+
 // DrainServer implements store.Store.
 func (s *Store) DrainServer(ctx context.Context, id string) (contracts.Server, error) {
 	r, err := s.run(ctx, drainScript, []string{s.serverKey(id)})

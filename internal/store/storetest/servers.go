@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -323,5 +324,29 @@ func testEndMatch(t *testing.T, h *harness) {
 	}
 	if srv := h.getServer("gs-1"); srv.Allocated != 1 {
 		t.Errorf("server allocated %d, want 1", srv.Allocated)
+	}
+}
+
+func testRegions(t *testing.T, h *harness) {
+	listed := func() []string {
+		t.Helper()
+		regions, err := h.s.Regions(h.ctx)
+		if err != nil {
+			t.Fatalf("Regions: %v", err)
+		}
+		slices.Sort(regions)
+		return regions
+	}
+	if got := listed(); len(got) != 0 {
+		t.Errorf("regions before any server registered = %q, want none", got)
+	}
+	for i, region := range []string{euWest, "us-east", euWest} {
+		req := contracts.ServerRequest{Address: "10.0.0.7:7777", Region: region, Capacity: 1}
+		if _, err := h.s.RegisterServer(h.ctx, fmt.Sprintf("gs-%d", i), req, serverTT, base); err != nil {
+			t.Fatalf("RegisterServer: %v", err)
+		}
+	}
+	if got, want := listed(), []string{euWest, "us-east"}; !slices.Equal(got, want) {
+		t.Errorf("regions = %q, want %q: each region a server registered in, once", got, want)
 	}
 }

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClaimMatchMissingTicket", testClaimMissingTicket},
 		{"ClaimMatchOutsidePool", testClaimOutsidePool},
 		{"RegisterServer", testRegisterServer},
+		{"Regions", testRegions},
 		{"DrainServer", testDrainServer},
 		{"AssignMatchChoosesServer", testAssignChoosesServer},
 		{"AssignMatchFreeSlots", testAssignFreeSlots},
