@@ -127,7 +127,10 @@ stack() {
   vhosts+=("$vhost")
   rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
   local env=(MM_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" MM_REDIS_ADDR="$redis_addr"
-    MM_AMQP_PREFIX="$run_id.$tag." MM_REDIS_PREFIX="$run_id:$tag:")
+    MM_AMQP_PREFIX="$run_id.$tag." MM_REDIS_PREFIX="$run_id:$tag:"
+    # Both sides without auth, which builds before it lack: the A/B is of
+    # the pipeline; make bench measures what auth costs.
+    MM_AUTH=off MM_AUTH_HS256_SECRET=)
   start "$tag-front" "$bin/$side/front" "${env[@]}" || return 1
   front=$started_url svc_pids="front=$started_pid"
   start "$tag-assigner" "$bin/$side/assigner" "${env[@]}" || return 1

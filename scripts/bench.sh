@@ -12,7 +12,12 @@
 #   4. profiles each mode under load: its processes with perf (when perf is
 #      there), and the Go CPU, block and mutex profiles of the suite run in
 #      a test process (go test -bench BenchmarkPipeline ./loadtest);
-#   5. holds as many long-polls on one front as the open-file limit allows.
+#   5. holds as many long-polls on one front as the open-file limit allows;
+#   6. measures what authentication costs: per request for each algorithm
+#      (go test -bench BenchmarkAuthenticate ./internal/httpapi), and end to
+#      end, the embedded fixed-rate run again with MM_AUTH=off.
+# The suite runs with auth on (an HS256 secret made for the run); the load
+# tester mints its tokens with the same secret.
 # Every run starts a fresh suite. The distributed mode gets its own RabbitMQ
 # vhost and Redis key prefix, deleted at the end, so it runs beside tests
 # and other stacks. Reports, charts and profiles are kept under $BENCH_OUT.
@@ -53,6 +58,11 @@ vhost=$run_id
 amqp_url="amqp://guest:guest@127.0.0.1:5672/$vhost"
 redis_addr=127.0.0.1:6379
 pids=()
+# Auth on, as a studio runs: the services and the load tester read the
+# same secret. Every simulated client comes from loopback, so the limit on
+# failed authentications per address is off.
+MM_AUTH_HS256_SECRET="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export MM_AUTH_HS256_SECRET MM_AUTH_FAILURE_RATE=0
 
 tool=bench
 # shellcheck source=lib/processes.sh
@@ -288,9 +298,19 @@ rc=0
 log "hold: $(grep -E '^(polls|per held poll|wake)' "$out/30-hold/report.txt" 2>/dev/null | tr -s ' \t' ' ' | paste -sd';') (exit $rc)"
 stop_all
 
+# --- auth cost ----------------------------------------------------------
+log "auth: per request (go test -bench BenchmarkAuthenticate ./internal/httpapi)"
+go test -count=1 -run '^$' -bench BenchmarkAuthenticate -benchtime 2000x ./internal/httpapi/ >"$out/auth-bench.txt" 2>&1 || true
+log "auth: $(awk '/^BenchmarkAuthenticate/ { sub(/^BenchmarkAuthenticate\//, "", $1); sub(/-[0-9]+$/, "", $1); printf "%s %s ns; ", $1, $3 }' "$out/auth-bench.txt")"
+
 # --- embedded -----------------------------------------------------------
 stack embedded fixed
 players 10-embedded-fixed "embedded $fixed_rate/s" embedded "$fixed_rate" "$fixed_seconds" 15 || true
+stop_all
+# The same run with auth off, for what auth costs end to end.
+start "noauth-matchmaker" "$bin/matchmaker" MM_AMQP_URL= MM_REDIS_ADDR= MM_AUTH=off MM_AUTH_HS256_SECRET=
+front=$started_url assigner=$started_url svc_pids="matchmaker=$started_pid"
+players 12-embedded-fixed-noauth "embedded $fixed_rate/s auth off" embedded "$fixed_rate" "$fixed_seconds" 15 -auth-secret= || true
 stop_all
 search embedded 11-embedded "$embedded_start"
 emb_best=$best

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -80,6 +81,9 @@ type Verifier struct {
 	algs   []string        // the algorithms the configured keys verify
 	parser *jwt.Parser
 	issuer string
+	now    func() time.Time
+	leeway time.Duration
+	seen   verified
 }
 
 // NewVerifier builds a verifier from cfg. A JWKS URL is fetched once before
@@ -106,7 +110,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{issuer: cfg.Issuer}
+	v := &Verifier{issuer: cfg.Issuer, now: now, leeway: leeway}
 	if len(cfg.HS256Secret) > 0 {
 		if len(cfg.HS256Secret) < minSecretBytes {
 			log.Warn("auth: the HS256 secret is shorter than 32 bytes and easier to guess than it should be")
@@ -336,11 +340,75 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if len(token) > maxTokenBytes {
 		return Principal{}, invalid("token too large")
 	}
+	now := v.now()
+	if p, ok := v.seen.get(token, now); ok {
+		return p, nil
+	}
 	var c claims
 	if t, err := v.parser.ParseWithClaims(token, &c, v.key); err != nil {
 		return Principal{}, v.refusal(err, t, &c)
 	}
-	return c.principal()
+	p, err := c.principal()
+	if err != nil {
+		return Principal{}, err
+	}
+	v.seen.put(token, p, c.ExpiresAt.Add(v.leeway), now)
+	return p, nil
+}
+
+// Verified tokens are remembered for at most rememberFor, so that a key
+// dropped from the JWKS stops working within it, and at most rememberMax
+// of them, so that the memory they take is bounded whatever clients send.
+const (
+	rememberFor = time.Minute
+	rememberMax = 20_000
+)
+
+// verified remembers the principals of the tokens verified lately. A
+// client sends the same token with every call, and a public-key signature
+// takes tens of microseconds to check (make bench): a token seen again is
+// not checked again, but its expiry still is.
+type verified struct {
+	mu     sync.Mutex
+	tokens map[string]verifiedToken
+}
+
+type verifiedToken struct {
+	p Principal
+	// until is when the token stops being taken from memory: its expiry
+	// (with the leeway) or rememberFor after it was verified.
+	until time.Time
+}
+
+func (v *verified) get(token string, now time.Time) (Principal, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, ok := v.tokens[token]
+	if !ok {
+		return Principal{}, false
+	}
+	if !now.Before(t.until) {
+		delete(v.tokens, token)
+		return Principal{}, false
+	}
+	return t.p, true
+}
+
+func (v *verified) put(token string, p Principal, exp, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.tokens == nil || len(v.tokens) >= rememberMax {
+		// Forgetting them all costs a verification each, once.
+		v.tokens = make(map[string]verifiedToken)
+	}
+	v.tokens[token] = verifiedToken{p: p, until: minTime(exp, now.Add(rememberFor))}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // refusal is the ErrInvalidToken of the parser's err, with the first reason
