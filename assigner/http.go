@@ -91,6 +91,7 @@ func (h *HTTP) Mount(r chi.Router) {
 		r.Get("/v1/servers/{id}", h.getServer)
 		r.Delete("/v1/servers/{id}", h.drainServer)
 		r.Get("/v1/servers/{id}/allocations", h.allocations)
+		r.Get("/v1/servers/{id}/allocations/events", h.streamAllocations)
 		r.Delete("/v1/servers/{id}/matches/{match_id}", h.endMatch)
 	})
 }
@@ -171,7 +172,21 @@ func (h *HTTP) allocations(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h.poller.Serve(w, r, store.ChangeServer, id, func(ctx context.Context) (any, int64, error) {
+	h.poller.Serve(w, r, store.ChangeServer, id, h.readAllocations(id))
+}
+
+// streamAllocations streams the server's allocations, a version at a time,
+// as Server-Sent Events or over a WebSocket.
+func (h *HTTP) streamAllocations(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.serverID(w, r)
+	if !ok {
+		return
+	}
+	h.poller.Stream(w, r, store.ChangeServer, id, longpoll.Source{Read: h.readAllocations(id)}, longpoll.StreamSpec{Event: "allocations"})
+}
+
+func (h *HTTP) readAllocations(id string) func(ctx context.Context) (any, int64, error) {
+	return func(ctx context.Context) (any, int64, error) {
 		a, err := h.store.Allocations(ctx, id)
 		if err != nil {
 			return nil, 0, serverStoreErr("reading allocations", err)
@@ -182,7 +197,7 @@ func (h *HTTP) allocations(w http.ResponseWriter, r *http.Request) {
 			a.Allocations = []contracts.Allocation{}
 		}
 		return a, a.Version, nil
-	})
+	}
 }
 
 func (h *HTTP) endMatch(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,8 @@
 package contracts_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,7 +183,7 @@ func (c *specChecker) exchange(ctx context.Context, base string, cl call) (answe
 		return answer{}, fmt.Errorf("%s: %w", what, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := readBody(resp)
 	if err != nil {
 		return answer{}, fmt.Errorf("%s: reading answer: %w", what, err)
 	}
@@ -424,6 +426,17 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 			t.Fatalf("cancelled ticket %+v", cancelled)
 		}
 	}
+	// The stream of a cancelled ticket: its last version, and the end.
+	a := c.do(t, base, call{method: "GET", path: "/v1/tickets/" + t3.ID + "/events", status: 200})
+	if !strings.Contains(string(a.body), "event: ticket\n") || !strings.Contains(string(a.body), `"status":"cancelled"`) {
+		t.Errorf("stream of a cancelled ticket: %q", a.body)
+	}
+	for _, cl := range []call{
+		{method: "GET", path: "/v1/tickets/" + t3.ID + "/events?after=soon", status: 400, offSpec: true},
+		{method: "GET", path: "/v1/tickets/t-404/events", status: 404},
+	} {
+		c.do(t, base, cl)
+	}
 }
 
 func serverScenario(t *testing.T, c *specChecker, api *specAPI) {
@@ -451,6 +464,9 @@ func serverScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "GET", path: "/v1/servers/gs-404/allocations", status: 404},
 		{method: "GET", path: "/v1/servers/gs-1/allocations?wait=30", status: 400, offSpec: true},
 		{method: "GET", path: "/v1/servers/" + longID + "/allocations", status: 400, offSpec: true},
+		{method: "GET", path: "/v1/servers/gs-1/allocations/events", status: 200},
+		{method: "GET", path: "/v1/servers/gs-1/allocations/events?after=-1", status: 400, offSpec: true},
+		{method: "GET", path: "/v1/servers/gs-404/allocations/events", status: 404},
 	} {
 		c.do(t, base, cl)
 	}
@@ -535,6 +551,8 @@ func unavailableScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "DELETE", path: "/v1/servers/gs-1", status: 503},
 		{method: "GET", path: "/v1/servers/gs-1/allocations", status: 503},
 		{method: "DELETE", path: "/v1/servers/gs-1/matches/m-1", status: 503},
+		{method: "GET", path: "/v1/tickets/t-1/events", status: 503},
+		{method: "GET", path: "/v1/servers/gs-1/allocations/events", status: 503},
 	} {
 		p := decodeJSON[contracts.Problem](t, c.do(t, api.downURL, cl))
 		if p.Code != contracts.CodeUnavailable || p.Detail != "" {
@@ -646,6 +664,8 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{"DELETE", "/v1/servers/gs-auth", "", player},
 		{"GET", "/v1/servers/gs-auth/allocations", "", player},
 		{"DELETE", "/v1/servers/gs-auth/matches/m-1", "", player},
+		{"GET", "/v1/tickets/" + tk.ID + "/events", "", server},
+		{"GET", "/v1/servers/gs-auth/allocations/events", "", player},
 	}
 	for _, r := range routes {
 		a := c.do(t, base, call{method: r.method, path: r.path, body: r.body, status: 401})
@@ -657,5 +677,30 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 	a := c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-auth"), header: player, status: 429})
 	if a.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
+	}
+}
+
+func init() {
+	// The streams' bodies are text, checked by the scenarios themselves.
+	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
+}
+
+// readBody reads an answer's body; of an event stream, which may not end,
+// the first event.
+func readBody(resp *http.Response) ([]byte, error) {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return io.ReadAll(resp.Body)
+	}
+	var out []byte
+	rd := bufio.NewReader(resp.Body)
+	for {
+		line, err := rd.ReadBytes('\n')
+		out = append(out, line...)
+		if err != nil {
+			return out, err
+		}
+		if len(line) == 1 && bytes.Contains(out, []byte("\ndata: ")) {
+			return out, nil
+		}
 	}
 }

@@ -128,6 +128,7 @@ func (a *API) Mount(r chi.Router) {
 		}
 		r.Post("/v1/tickets", a.createTicket)
 		r.Get("/v1/tickets/{id}", a.getTicket)
+		r.Get("/v1/tickets/{id}/events", a.streamTicket)
 		r.Delete("/v1/tickets/{id}", a.cancelTicket)
 	})
 }
@@ -410,9 +411,16 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
-	// A held poll is answered from the ticket its change carries; it reads
-	// the store first, asking for the ticket's changes to be sent here,
-	// and again only when a change brings no ticket.
+	src := a.ticketSource(p, id)
+	src.Ready = ready
+	a.poller.ServeWith(w, r, store.ChangeTicket, id, src)
+}
+
+// ticketSource is how a poll or a stream of ticket id reads it for p. A
+// held poll or a stream is answered from the ticket its change carries; it
+// reads the store first, asking for the ticket's changes to be sent here,
+// and again only when a change brings no ticket.
+func (a *API) ticketSource(p auth.Principal, id string) longpoll.Source {
 	read := func(get func(context.Context, string) (contracts.Ticket, error)) func(context.Context) (any, int64, error) {
 		return func(ctx context.Context) (any, int64, error) {
 			t, err := get(ctx, id)
@@ -425,11 +433,32 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 			return t, t.Version, nil
 		}
 	}
-	a.poller.ServeWith(w, r, store.ChangeTicket, id, longpoll.Source{
+	return longpoll.Source{
 		Read:    read(a.store.Ticket),
 		Hold:    read(a.store.WatchTicket),
 		Carried: longpoll.CarriedTicket,
-		Ready:   ready,
+	}
+}
+
+// streamTicket streams the ticket's versions (Server-Sent Events, or a
+// WebSocket when asked) until it is terminal, under the rules of a read.
+func (a *API) streamTicket(w http.ResponseWriter, r *http.Request) {
+	p, err := httpapi.Caller(r, ticketRoles...)
+	if err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if err := contracts.CheckID("ticket id", id); err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
+		return
+	}
+	a.poller.Stream(w, r, store.ChangeTicket, id, a.ticketSource(p, id), longpoll.StreamSpec{
+		Event: "ticket",
+		Final: func(v any) bool {
+			t, ok := v.(contracts.Ticket)
+			return ok && t.Status.Terminal()
+		},
 	})
 }
 

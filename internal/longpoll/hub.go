@@ -86,9 +86,15 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 // that a change between the read and the wait is not lost, and call the
 // returned func once done.
 func (h *Hub) Watch(kind store.ChangeKind, id string) (<-chan store.Change, func()) {
+	return h.WatchBuffered(kind, id, 1)
+}
+
+// WatchBuffered is Watch with room for n changes before they are merged
+// (the newest kept): for a stream, which sends every version it sees.
+func (h *Hub) WatchBuffered(kind store.ChangeKind, id string, n int) (<-chan store.Change, func()) {
 	k := key{kind: kind, id: id}
 	s := h.shard(id)
-	ch := make(chan store.Change, 1)
+	ch := make(chan store.Change, max(n, 1))
 	s.mu.Lock()
 	s.waiters[k] = append(s.waiters[k], ch)
 	s.mu.Unlock()

@@ -29,6 +29,9 @@ type Poller struct {
 	// Gauge, if set, counts the polls held now by kind (metrics.LongPollsWaiting).
 	Gauge *prometheus.GaugeVec
 	Log   *slog.Logger
+	// Heartbeat is how often an idle stream sends a heartbeat;
+	// DefaultHeartbeat if zero.
+	Heartbeat time.Duration
 }
 
 // Source is how a poll gets its record.
