@@ -86,6 +86,7 @@ type Config struct {
 	Hold        int
 	FrontPID    int
 	Wake        string // sigterm or cancel
+	HoldStream  bool   // hold ticket streams (SSE) instead of long-polls
 	HoldTimeout time.Duration
 
 	// HTTP.
@@ -179,6 +180,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Hold, "hold", 50000, "hold mode: long-polls to hold on the front")
 	fs.IntVar(&c.FrontPID, "front-pid", 0, "hold mode: pid of the front process, for its memory and -wake sigterm")
 	fs.StringVar(&c.Wake, "wake", "cancel", "hold mode: wake the polls by cancelling the tickets (cancel) or stopping the front (sigterm)")
+	fs.BoolVar(&c.HoldStream, "hold-stream", false, "hold mode: hold Server-Sent Event streams of the tickets (GET /v1/tickets/{id}/events) instead of long-polls; with -wake cancel, the wake is the time to deliver the cancel to every stream")
 	fs.DurationVar(&c.HoldTimeout, "hold-timeout", 60*time.Second, "hold mode: bound on each phase (create, hold, wake)")
 
 	fs.StringVar(&c.HTTPPath, "http-path", "/livez", "http mode: path to GET")

@@ -33,6 +33,8 @@ type HoldReport struct {
 	Early       int64  `json:"answered_before_wake"`
 	SourceAddrs int    `json:"source_addrs"`
 	Wake        string `json:"wake"`
+	// Stream says the connections held were ticket streams, not polls.
+	Stream bool `json:"stream,omitempty"`
 
 	FrontPID            int   `json:"front_pid,omitempty"`
 	FrontOpenFilesLimit int64 `json:"front_open_files_limit,omitempty"`
@@ -76,7 +78,7 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 	if need := uint64(n + holdFilesMargin); nofile < need {
 		return nil, fmt.Errorf("holding %d polls needs about %d open files, but this process may open %d (its hard limit): lower -hold or raise `ulimit -Hn`", n, need, nofile)
 	}
-	hr := &HoldReport{Requested: n, Wake: c.Wake, FrontPID: c.FrontPID, Errors: map[string]int64{}}
+	hr := &HoldReport{Requested: n, Wake: c.Wake, Stream: c.HoldStream, FrontPID: c.FrontPID, Errors: map[string]int64{}}
 	if c.FrontPID > 0 {
 		if hr.FrontOpenFilesLimit, err = procOpenFilesLimit(c.FrontPID); err != nil {
 			return nil, err
@@ -152,6 +154,7 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 		hostport: hostport,
 		host:     u.Host,
 		wait:     2 * c.HoldTimeout,
+		stream:   c.HoldStream,
 		authorization: func() string {
 			if client.tokens == nil {
 				return ""
@@ -173,7 +176,11 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 		sem <- struct{}{} // a few dials at a time, within the listen backlog
 		polls.Go(func() { h.poll(pollCtx, id, sem) })
 	}
-	held, err := waitHeld(ctx, client, c.Front, int64(len(created)), c.HoldTimeout)
+	gauge := `mm_long_polls_waiting{kind="ticket"}`
+	if c.HoldStream {
+		gauge = `mm_long_polls_waiting{kind="ticket_stream"}`
+	}
+	held, err := waitHeld(ctx, client, c.Front, gauge, int64(len(created)), c.HoldTimeout)
 	if err != nil {
 		countErr("metrics: " + err.Error())
 	}
@@ -302,6 +309,8 @@ func cancelHoldTickets(ctx context.Context, client *Client, ids []string, countE
 type holder struct {
 	hostport string
 	host     string
+	// stream holds a ticket stream rather than a poll.
+	stream bool
 	// authorization is the request's Authorization line, with its CRLF,
 	// or empty.
 	authorization string
@@ -338,7 +347,13 @@ func (h *holder) poll(ctx context.Context, id string, sem <-chan struct{}) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	req := "GET /v1/tickets/" + url.PathEscape(id) + "?wait=" + h.wait.String() + "&after=1 HTTP/1.1\r\nHost: " + h.host + "\r\nUser-Agent: quickmatch-loadtest\r\n" + h.authorization + "\r\n"
+	target := "/v1/tickets/" + url.PathEscape(id) + "?wait=" + h.wait.String() + "&after=1"
+	if h.stream {
+		// Answered at once with the stream's headers; the body ends
+		// after the cancel's event, which is the answer timed.
+		target = "/v1/tickets/" + url.PathEscape(id) + "/events?after=1"
+	}
+	req := "GET " + target + " HTTP/1.1\r\nHost: " + h.host + "\r\nUser-Agent: quickmatch-loadtest\r\n" + h.authorization + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		h.countErr("hold write: " + transportCode(err))
 		return
@@ -378,7 +393,7 @@ func (h *holder) poll(ctx context.Context, id string, sem <-chan struct{}) {
 
 // waitHeld waits until the front reports every poll waiting, or timeout; it returns the most the front reported at once.
 // The gauge appears with the first held poll, so its absence reads as 0.
-func waitHeld(ctx context.Context, client *Client, front string, want int64, timeout time.Duration) (int64, error) {
+func waitHeld(ctx context.Context, client *Client, front, gauge string, want int64, timeout time.Duration) (int64, error) {
 	deadline := time.Now().Add(timeout)
 	var (
 		best    int64
@@ -388,7 +403,7 @@ func waitHeld(ctx context.Context, client *Client, front string, want int64, tim
 	for time.Now().Before(deadline) {
 		body, err := client.GetBody(ctx, front, "/metrics")
 		if err == nil {
-			if v, ok := metricValue(body, `mm_long_polls_waiting{kind="ticket"}`); ok {
+			if v, ok := metricValue(body, gauge); ok {
 				seen = true
 				best = max(best, int64(v))
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -259,19 +260,23 @@ func TestClosedLoopAgainstEmbedded(t *testing.T) {
 // by cancelling their tickets. The front is this process, whose memory the
 // report reads.
 func TestHoldAgainstEmbedded(t *testing.T) {
-	url := startEmbedded(t)
-	out := t.TempDir()
-	code, text := runCmd(t, "-mode", "hold", "-front", url, "-hold", "60", "-wake", "cancel",
-		"-front-pid", strconv.Itoa(os.Getpid()), "-source-addrs", "2", "-hold-timeout", "20s", "-out", out)
-	if code != exitPass {
-		t.Fatalf("exit %d\n%s", code, text)
-	}
-	h := loadReport(t, out).Hold
-	if h.Created != 60 || h.Held != 60 || h.Answered != 60 || h.Early != 0 {
-		t.Errorf("hold %+v: want 60 created, held and answered", h)
-	}
-	if h.RSSHoldingKiB <= 0 || h.GoMemHoldingKiB <= 0 || h.WakeAllMS <= 0 || h.WakeLatency.Count != 60 {
-		t.Errorf("hold %+v: want memory and wake figures", h)
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			url := startEmbedded(t)
+			out := t.TempDir()
+			code, text := runCmd(t, "-mode", "hold", "-front", url, "-hold", "60", "-wake", "cancel", fmt.Sprintf("-hold-stream=%v", stream),
+				"-front-pid", strconv.Itoa(os.Getpid()), "-source-addrs", "2", "-hold-timeout", "20s", "-out", out)
+			if code != exitPass {
+				t.Fatalf("exit %d\n%s", code, text)
+			}
+			h := loadReport(t, out).Hold
+			if h.Created != 60 || h.Held != 60 || h.Answered != 60 || h.Early != 0 || h.Stream != stream {
+				t.Errorf("hold %+v: want 60 created, held and answered", h)
+			}
+			if h.RSSHoldingKiB <= 0 || h.GoMemHoldingKiB <= 0 || h.WakeAllMS <= 0 || h.WakeLatency.Count != 60 {
+				t.Errorf("hold %+v: want memory and wake figures", h)
+			}
+		})
 	}
 }
 

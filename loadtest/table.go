@@ -141,7 +141,11 @@ func printTable(w io.Writer, dir string) error {
 	}
 	for _, r := range holds {
 		h := r.Hold
-		fmt.Fprintln(w, "| long-polls held | front RSS before → holding | RSS per held poll | Go heap+stacks per held poll | wake | all answered in | p50 | p99 | verdict |")
+		what := "long-polls"
+		if h.Stream {
+			what = "streams"
+		}
+		fmt.Fprintf(w, "| %s held | front RSS before → holding | RSS per held one | Go heap+stacks per held one | wake | all answered in | p50 | p99 | verdict |\n", what)
 		fmt.Fprintln(w, "|--:|--:|--:|--:|---|--:|--:|--:|---|")
 		fmt.Fprintf(w, "| %s of %s | %s → %s KiB | %.1f KiB | %.1f KiB | %s | %s | %s | %s | %s |\n",
 			thousands(h.Held), thousands(int64(h.Requested)), thousands(h.RSSCreatedKiB), thousands(h.RSSHoldingKiB),

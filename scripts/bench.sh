@@ -12,7 +12,8 @@
 #   4. profiles each mode under load: its processes with perf (when perf is
 #      there), and the Go CPU, block and mutex profiles of the suite run in
 #      a test process (go test -bench BenchmarkPipeline ./loadtest);
-#   5. holds as many long-polls on one front as the open-file limit allows;
+#   5. holds as many long-polls on one front as the open-file limit allows,
+#      then as many ticket streams (SSE), and times one change to all;
 #   6. measures what authentication costs: per request for each algorithm
 #      (go test -bench BenchmarkAuthenticate ./internal/httpapi), and end to
 #      end, the embedded fixed-rate run again with MM_AUTH=off.
@@ -296,6 +297,15 @@ rc=0
 "$bin/loadtest" -mode hold -front "$front" -front-pid "$front_pid" -hold "$n" -wake sigterm \
   -run-id "$run_id-hold" -label "hold" -out "$out/30-hold" >"$logs/hold.log" 2>&1 || rc=$?
 log "hold: $(grep -E '^(polls|per held poll|wake)' "$out/30-hold/report.txt" 2>/dev/null | tr -s ' \t' ' ' | paste -sd';') (exit $rc)"
+stop_all
+# The same number of ticket streams (SSE) on a fresh front, woken by
+# cancelling their tickets: the time to deliver one change to every stream.
+start alone-stream-front "$bin/front" "${env_alone[@]}"
+front=$started_url front_pid=$started_pid
+rc=0
+"$bin/loadtest" -mode hold -hold-stream -front "$front" -front-pid "$front_pid" -hold "$n" -wake cancel \
+  -run-id "$run_id-hold-streams" -label "hold streams" -out "$out/31-hold-streams" >"$logs/hold-streams.log" 2>&1 || rc=$?
+log "hold streams: $(grep -E '^(polls|per held poll|wake)' "$out/31-hold-streams/report.txt" 2>/dev/null | tr -s ' \t' ' ' | paste -sd';') (exit $rc)"
 stop_all
 
 # --- auth cost ----------------------------------------------------------
