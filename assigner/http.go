@@ -47,7 +47,7 @@ type HTTPConfig struct {
 	Auth *httpapi.Authenticator
 }
 
-// HTTP serves the game-server API (DESIGN §6): game servers register and
+// HTTP serves the game-server API (contracts/openapi.yaml): game servers register and
 // heartbeat, long-poll the matches placed on them, end matches and drain.
 // Every call is outbound from the game server, so it needs no open port.
 type HTTP struct {

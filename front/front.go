@@ -1,6 +1,6 @@
 // Package front is the player-facing HTTP API: players create a ticket,
 // long-poll it until it is assigned a game server, and may cancel it while
-// it is searching (DESIGN §5). The front keeps no state of its own; any
+// it is searching (contracts/openapi.yaml). The front keeps no state of its own; any
 // replica answers any ticket.
 package front
 
@@ -504,10 +504,15 @@ func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t, err := a.store.CancelTicket(r.Context(), id, a.now().UTC())
+	now := a.now().UTC()
+	t, err := a.store.CancelTicket(r.Context(), id, now)
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, storeErr("cancelling ticket", err))
 		return
+	}
+	if t.UpdatedAt.Equal(now) {
+		// This cancel made the change; a repeated one finds it made.
+		a.metrics.TicketsFinished.WithLabelValues(t.Queue, string(contracts.StatusCancelled)).Inc()
 	}
 	httpapi.WriteJSON(w, http.StatusOK, t)
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,7 +460,7 @@ func TestCancelMatchedTicket(t *testing.T) {
 	}
 }
 
-// TestBadInputChangesNothing covers DESIGN §4.7: every malformed request is
+// TestBadInputChangesNothing covers invariant 7 of docs/design.md: every malformed request is
 // answered with a problem and leaves nothing behind.
 func TestBadInputChangesNothing(t *testing.T) {
 	big := fmt.Sprintf(`{"queue":"duel","players":[{"id":"p-1","skill":1}],"attributes":{"x":%q}}`,
@@ -920,5 +921,32 @@ func TestCreateRefusesWhatJSONWouldLetThrough(t *testing.T) {
 				t.Errorf("refused create stored tickets %v", ids)
 			}
 		})
+	}
+}
+
+// TestCancelCounted: a cancel that ends a ticket counts it finished
+// cancelled, once however often it is repeated.
+func TestCancelCounted(t *testing.T) {
+	b := membroker.New(nil)
+	t.Cleanup(func() { b.Close() })
+	if err := b.Declare(context.Background(), contracts.TicketQueue("duel"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var tick atomic.Int64
+	e := newFrontEnvWith(t, memstore.New(memstore.Options{}), b, func(c *front.Config) {
+		c.Now = func() time.Time { return clock.Add(time.Duration(tick.Add(1)) * time.Millisecond) }
+	})
+	tk := e.create("duel", "p-1")
+	for range 3 {
+		if r := e.do("DELETE", "/v1/tickets/"+tk.ID, nil); r.status != http.StatusOK {
+			t.Fatalf("cancel: %d %s", r.status, r.body)
+		}
+	}
+	var m dto.Metric
+	if err := e.metrics.TicketsFinished.WithLabelValues("duel", "cancelled").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("cancelled tickets counted %v, want 1", got)
 	}
 }

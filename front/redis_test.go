@@ -15,7 +15,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/testenv"
 )
 
-// TestLongPollAcrossFronts checks DESIGN §4.5: a long-poll held by one front
+// TestLongPollAcrossFronts checks invariant 5 of docs/design.md: a long-poll held by one front
 // wakes promptly when the ticket changes through another front that shares
 // only the Redis store with it.
 func TestLongPollAcrossFronts(t *testing.T) {

@@ -105,6 +105,9 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if roles&(Matcher|Assigner) != 0 {
+		reg.MustRegister(newGauges(deps.Store, log))
+	}
 	a := &App{
 		cfg:      cfg,
 		roles:    roles,
@@ -168,7 +171,7 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 
 func (a *App) routes(reg *prometheus.Registry) http.Handler {
 	r := httpapi.NewRouter()
-	r.Use(httpapi.CountRequests(a.metrics.HTTPRequests))
+	r.Use(httpapi.CountRequests(a.metrics.HTTPRequests, a.metrics.HTTPDuration))
 	mountOps(r, reg, a.ready)
 	poller := &longpoll.Poller{
 		Hub:      a.hub,

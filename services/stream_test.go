@@ -187,3 +187,26 @@ func jsonInt(v int64) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestGauges: a matcher's or assigner's /metrics shows the store's counts:
+// tickets of each queue by state, servers and free slots of each region.
+func TestGauges(t *testing.T) {
+	for _, m := range modes {
+		t.Run(string(m), func(t *testing.T) {
+			s := startStack(t, m, stackOptions{})
+			c := newClient(t)
+			c.registerServer(s.assignerURL, "gs-g", "eu-west", 3)
+			c.createTicket(s.frontURL, player("g-1", 1500))
+			a := call(t, http.MethodGet, s.assignerURL+"/metrics", "", nil)
+			for _, want := range []string{
+				`mm_servers{region="eu-west",state="live"} 1`,
+				`mm_free_slots{region="eu-west"} 3`,
+				`mm_queue_tickets{queue="duel",state="searching"} 1`,
+			} {
+				if !strings.Contains(string(a.body), want+"\n") {
+					t.Errorf("/metrics lacks %q", want)
+				}
+			}
+		})
+	}
+}

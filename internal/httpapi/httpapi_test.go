@@ -135,7 +135,7 @@ func TestParsePoll(t *testing.T) {
 func TestCountRequests(t *testing.T) {
 	m := metrics.NewUnregistered()
 	r := chi.NewRouter()
-	r.Use(CountRequests(m.HTTPRequests))
+	r.Use(CountRequests(m.HTTPRequests, m.HTTPDuration))
 	r.Get("/v1/tickets/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if chi.URLParam(r, "id") == "missing" {
 			WriteProblem(w, r, nil, store.ErrNotFound)
@@ -146,6 +146,9 @@ func TestCountRequests(t *testing.T) {
 	for _, path := range []string{"/v1/tickets/a", "/v1/tickets/b", "/v1/tickets/missing", "/nowhere"} {
 		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
 	}
+	// A method no API knows is labelled other, so that clients cannot add
+	// series.
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("BREW", "/v1/tickets/a", nil))
 	tests := []struct {
 		route, code string
 		want        float64
@@ -153,6 +156,7 @@ func TestCountRequests(t *testing.T) {
 		{"/v1/tickets/{id}", "200", 2},
 		{"/v1/tickets/{id}", "404", 1},
 		{"unmatched", "404", 1},
+		{"unmatched", "405", 1},
 	}
 	for _, tt := range tests {
 		if got := counterValue(t, m.HTTPRequests.WithLabelValues(tt.route, tt.code)); got != tt.want {
@@ -163,6 +167,21 @@ func TestCountRequests(t *testing.T) {
 	m.HTTPRequests.Collect(ch)
 	if n := len(ch); n != len(tests) {
 		t.Errorf("%d series, want %d", n, len(tests))
+	}
+	for _, s := range []struct {
+		route, method, code string
+		want                uint64
+	}{
+		{"/v1/tickets/{id}", "GET", "200", 2},
+		{"unmatched", "other", "405", 1},
+	} {
+		var d dto.Metric
+		if err := m.HTTPDuration.WithLabelValues(s.route, s.method, s.code).(prometheus.Histogram).Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.GetHistogram().GetSampleCount(); got != s.want {
+			t.Errorf("duration of %s %s %s: %d samples, want %d", s.method, s.route, s.code, got, s.want)
+		}
 	}
 }
 
@@ -178,7 +197,7 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 func TestStatusWriterUnwraps(t *testing.T) {
 	// Long-polls extend their write deadline through the middleware.
 	errc := make(chan error, 1)
-	h := CountRequests(metrics.NewUnregistered().HTTPRequests)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := CountRequests(metrics.NewUnregistered().HTTPRequests, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		errc <- http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute))
 	}))
 	srv := httptest.NewServer(h)

@@ -18,9 +18,10 @@ type Metrics struct {
 	Requeues         *prometheus.CounterVec   // queue (broker queue), reason
 	DeadLetters      *prometheus.CounterVec   // queue (broker queue)
 	WaitSeconds      *prometheus.HistogramVec // queue: ticket created → matched
-	TimeToAssign     *prometheus.HistogramVec // queue: ticket created → assigned
+	TimeToAssign     *prometheus.HistogramVec // queue: match formed → placed on a server
 	LongPollsWaiting *prometheus.GaugeVec     // kind (ticket, server)
 	HTTPRequests     *prometheus.CounterVec   // route, code
+	HTTPDuration     *prometheus.HistogramVec // route, method, code
 	Repairs          *prometheus.CounterVec   // kind (republished, match_resent, stale_claim)
 
 	regions labelSet
@@ -92,7 +93,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "mm_ticket_wait_seconds", Help: "Time from ticket creation to its match.", Buckets: waitBuckets,
 		}, []string{"queue"}),
 		TimeToAssign: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "mm_ticket_time_to_assign_seconds", Help: "Time from ticket creation to its server assignment.", Buckets: waitBuckets,
+			// The match message does not carry its tickets' creation
+			// times; a ticket's whole wait is mm_ticket_wait_seconds
+			// plus this.
+			Name: "mm_match_time_to_assign_seconds", Help: "Time from a match's forming to its placement on a game server.", Buckets: waitBuckets,
 		}, []string{"queue"}),
 		LongPollsWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mm_long_polls_waiting", Help: "Long-poll requests held open now.",
@@ -100,13 +104,17 @@ func New(reg prometheus.Registerer) *Metrics {
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mm_http_requests_total", Help: "HTTP requests answered, by route pattern and status code.",
 		}, []string{"route", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mm_http_request_duration_seconds", Help: "Time to answer an HTTP request, by route pattern, method and status code; long-polls and streams count their whole hold.",
+			Buckets: waitBuckets,
+		}, []string{"route", "method", "code"}),
 		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mm_repairs_total",
 			Help: "What died processes or lost writes left behind, repaired by the reaper, by kind: tickets announced again (republished), overdue matches sent to the assigners again (match_resent), stale player claims released (stale_claim).",
 		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.TicketsCreated, m.TicketsFinished, m.MatchesFormed, m.Assignments, m.Requeues,
-		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests, m.Repairs)
+		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests, m.HTTPDuration, m.Repairs)
 	return m
 }
 

@@ -292,6 +292,9 @@ type Store interface {
 	// in; a region stays listed at least while a server record in it
 	// lives.
 	Regions(ctx context.Context) ([]string, error)
+	// Stats counts what the gauges show, at now: per queue that has had
+	// tickets, and per region a server has registered in.
+	Stats(ctx context.Context, now time.Time) (Stats, error)
 	// Allocations returns the matches server id hosts now, with the
 	// server's version; ErrNotFound if the server is unknown.
 	Allocations(ctx context.Context, serverID string) (contracts.Allocations, error)
@@ -337,4 +340,41 @@ type Store interface {
 	Listen(ctx context.Context, fn func(Change)) error
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
+}
+
+// Stats is a summary of the shared state: counts only, for the gauges.
+type Stats struct {
+	Queues  map[string]QueueStats
+	Regions map[string]RegionStats
+}
+
+// QueueStats counts one queue's tickets and matches.
+type QueueStats struct {
+	// Searching tickets, in the pool or not yet taken up by a matcher.
+	Searching int
+	// Pooled tickets: searching, in the pool, for the next searches.
+	Pooled int
+	// WaitingForServer: matches formed and not yet placed or failed.
+	WaitingForServer int
+}
+
+// RegionStats counts one region's game servers: all that are registered,
+// the live ones (heartbeat within their TTL), the draining ones among them,
+// and the free slots of live servers that are not draining.
+type RegionStats struct {
+	Servers, Live, Draining, FreeSlots int
+}
+
+// Add is r with srv counted in, as at now.
+func (r RegionStats) Add(srv contracts.Server, now time.Time) RegionStats {
+	r.Servers++
+	if now.Before(srv.ExpiresAt) {
+		r.Live++
+		if srv.Draining {
+			r.Draining++
+		} else {
+			r.FreeSlots += max(0, srv.Capacity-srv.Allocated)
+		}
+	}
+	return r
 }

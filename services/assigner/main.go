@@ -1,4 +1,4 @@
-// Command assigner serves the game-server API (DESIGN §6) and places formed
+// Command assigner serves the game-server API (contracts/openapi.yaml) and places formed
 // matches on game servers. It needs MM_AMQP_URL and MM_REDIS_ADDR.
 package main
 

@@ -1,4 +1,4 @@
-// Command front serves the player API (DESIGN §5) and holds its long-polls.
+// Command front serves the player API (contracts/openapi.yaml) and holds its long-polls.
 // It needs MM_AMQP_URL and MM_REDIS_ADDR; see README.md for the rest.
 package main
 

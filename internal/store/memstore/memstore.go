@@ -506,6 +506,34 @@ func (s *Store) Server(ctx context.Context, id string) (contracts.Server, error)
 	return rec.s, nil
 }
 
+// Stats implements store.Store.
+func (s *Store) Stats(ctx context.Context, now time.Time) (store.Stats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := store.Stats{Queues: map[string]store.QueueStats{}, Regions: map[string]store.RegionStats{}}
+	for _, rec := range s.tickets {
+		q := st.Queues[rec.t.Queue]
+		if rec.t.Status == contracts.StatusSearching {
+			q.Searching++
+		}
+		if rec.pooled {
+			q.Pooled++
+		}
+		st.Queues[rec.t.Queue] = q
+	}
+	for id := range s.waiting {
+		if rec, ok := s.matches[id]; ok {
+			q := st.Queues[rec.m.Queue]
+			q.WaitingForServer++
+			st.Queues[rec.m.Queue] = q
+		}
+	}
+	for _, rec := range s.servers {
+		st.Regions[rec.s.Region] = st.Regions[rec.s.Region].Add(rec.s, now)
+	}
+	return st, nil
+}
+
 // Regions implements store.Store.
 func (s *Store) Regions(ctx context.Context) ([]string, error) {
 	s.mu.Lock()

@@ -21,7 +21,7 @@ import (
 //	              each is one script on one slot, and queues spread over the
 //	              shards.
 //	{p:<player>}  one player's claim <p>{p:<player>}: the id of their live
-//	              ticket. Claims are global across queues (DESIGN §4.2), so
+//	              ticket. Claims are global across queues (docs/design.md, invariant 2), so
 //	              they live apart from any queue and change by the protocol
 //	              of CreateTicket and release.
 //	{servers}     the whole server registry: <p>{servers}:srv:<id>,

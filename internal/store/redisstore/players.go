@@ -19,7 +19,7 @@ import (
 // Player claims.
 //
 // A player's claim <p>{p:<player>} holds the id of their live ticket
-// (DESIGN §4.2). Claims live on the players' own slots, apart from the
+// (docs/design.md, invariant 2). Claims live on the players' own slots, apart from the
 // tickets, so a ticket and its claims never change in one script. Instead
 // every step below keeps one rule true, whatever order other callers'
 // steps interleave in and wherever a process dies:

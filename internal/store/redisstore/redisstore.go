@@ -685,6 +685,62 @@ func (s *Store) Regions(ctx context.Context) ([]string, error) {
 	return regions, nil
 }
 
+// Stats implements store.Store. It reads every queue's indexes and every
+// server record, in two pipelines: a scrape's worth of reads, which the
+// caller should not repeat more often than its gauges are read.
+func (s *Store) Stats(ctx context.Context, now time.Time) (store.Stats, error) {
+	st := store.Stats{Queues: map[string]store.QueueStats{}, Regions: map[string]store.RegionStats{}}
+	queues, err := s.client.SMembers(ctx, s.queuesKey()).Result()
+	if err != nil {
+		return st, fmt.Errorf("counting: reading queues: %w", err)
+	}
+	regions, err := s.client.SMembers(ctx, s.regionsKey()).Result()
+	if err != nil {
+		return st, fmt.Errorf("counting: reading regions: %w", err)
+	}
+	pipe := s.client.Pipeline()
+	counts := make([][3]*redis.IntCmd, len(queues))
+	for i, q := range queues {
+		counts[i] = [3]*redis.IntCmd{pipe.ZCard(ctx, s.expiryKey(q)), pipe.ZCard(ctx, s.poolKey(q)), pipe.ZCard(ctx, s.waitingKey(q))}
+	}
+	members := make([]*redis.StringSliceCmd, len(regions))
+	for i, r := range regions {
+		members[i] = pipe.SMembers(ctx, s.regionKey(r))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return st, fmt.Errorf("counting: %w", err)
+	}
+	for i, q := range queues {
+		st.Queues[q] = store.QueueStats{Searching: int(counts[i][0].Val()), Pooled: int(counts[i][1].Val()), WaitingForServer: int(counts[i][2].Val())}
+	}
+	pipe = s.client.Pipeline()
+	var servers []*redis.MapStringStringCmd
+	for i := range regions {
+		for _, id := range members[i].Val() {
+			servers = append(servers, pipe.HGetAll(ctx, s.serverKey(id)))
+		}
+	}
+	if len(servers) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return st, fmt.Errorf("counting servers: %w", err)
+		}
+	}
+	for _, r := range regions {
+		st.Regions[r] = store.RegionStats{}
+	}
+	for _, c := range servers {
+		if len(c.Val()) == 0 {
+			continue // purged since the index was read
+		}
+		srv, err := decodeServer(c.Val())
+		if err != nil {
+			return st, fmt.Errorf("counting servers: %w", err)
+		}
+		st.Regions[srv.Region] = st.Regions[srv.Region].Add(srv, now)
+	}
+	return st, nil
+}
+
 // DrainServer implements store.Store.
 func (s *Store) DrainServer(ctx context.Context, id string) (contracts.Server, error) {
 	r, err := s.run(ctx, drainScript, []string{s.serverKey(id)})

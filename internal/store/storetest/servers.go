@@ -350,3 +350,33 @@ func testRegions(t *testing.T, h *harness) {
 		t.Errorf("regions = %q, want %q: each region a server registered in, once", got, want)
 	}
 }
+
+func testStats(t *testing.T, h *harness) {
+	tks := h.solo(tid("a"), tid("b"), tid("c"))
+	h.pool(tks[0], 1500)
+	h.matched(mid("m-1"), euWest)
+	h.server("gs-1", euWest, 4)
+	h.server("gs-2", euWest, 2)
+	if _, err := h.s.DrainServer(h.ctx, "gs-2"); err != nil {
+		t.Fatal(err)
+	}
+	old := contracts.ServerRequest{Address: "h:1", Region: "us-east", Capacity: 3}
+	if _, err := h.s.RegisterServer(h.ctx, "gs-3", old, serverTT, base.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.s.Stats(h.ctx, base.Add(time.Second))
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if got, want := st.Queues[duel], (store.QueueStats{Searching: 3, Pooled: 1, WaitingForServer: 1}); got != want {
+		t.Errorf("queue stats %+v, want %+v: three searching, one in the pool, one match waiting", got, want)
+	}
+	for region, want := range map[string]store.RegionStats{
+		euWest:    {Servers: 2, Live: 2, Draining: 1, FreeSlots: 4},
+		"us-east": {Servers: 1},
+	} {
+		if got := st.Regions[region]; got != want {
+			t.Errorf("region %s stats %+v, want %+v", region, got, want)
+		}
+	}
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClaimMatchOutsidePool", testClaimOutsidePool},
 		{"RegisterServer", testRegisterServer},
 		{"Regions", testRegions},
+		{"Stats", testStats},
 		{"DrainServer", testDrainServer},
 		{"AssignMatchChoosesServer", testAssignChoosesServer},
 		{"AssignMatchFreeSlots", testAssignFreeSlots},
