@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/quickmatch/quickmatch/assigner"
@@ -121,8 +124,13 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 		stopping: make(chan struct{}),
 	}
 	a.ready = newReadiness(deps, a.listenerReady())
+	handler := a.routes(reg)
+	if cfg.Tracing {
+		handler = otelhttp.NewHandler(handler, "http",
+			otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v1/") }))
+	}
 	a.srv = &http.Server{
-		Handler:           a.routes(reg),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		// Long-polls extend their own write deadline per request.
@@ -172,6 +180,9 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 func (a *App) routes(reg *prometheus.Registry) http.Handler {
 	r := httpapi.NewRouter()
 	r.Use(httpapi.CountRequests(a.metrics.HTTPRequests, a.metrics.HTTPDuration))
+	if a.cfg.Tracing {
+		r.Use(nameSpan)
+	}
 	mountOps(r, reg, a.ready)
 	poller := &longpoll.Poller{
 		Hub:      a.hub,
@@ -371,4 +382,13 @@ func (r *readiness) check(ctx context.Context) error {
 	r.err = errors.Join(r.deps.Broker.Ping(ctx), r.deps.Store.Ping(ctx))
 	r.checked = time.Now()
 	return r.err
+}
+
+// nameSpan names a request's span by its route once the router has
+// matched it: a bounded name, as the route label of the metrics is.
+func nameSpan(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		trace.SpanFromContext(r.Context()).SetName(r.Method + " " + httpapi.Route(r))
+	})
 }

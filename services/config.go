@@ -77,6 +77,9 @@ type Config struct {
 	// Queues are the matchmaking queues: those of QueuesFile, or the
 	// built-in duel when it is empty.
 	Queues *queues.Set `ignored:"true"`
+	// Tracing instruments HTTP, messages and Redis for OpenTelemetry; Main
+	// sets it when OTEL_EXPORTER_OTLP_ENDPOINT is (package telemetry).
+	Tracing bool `ignored:"true"`
 }
 
 // LoadConfig reads the configuration from the environment.

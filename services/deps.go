@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quickmatch/quickmatch/internal/broker"
@@ -54,6 +55,13 @@ func Connect(ctx context.Context, cfg *Config, role string, log *slog.Logger) (*
 		DB:       cfg.RedisDB,
 		PoolSize: 64,
 	})
+	if cfg.Tracing {
+		if err := redisotel.InstrumentTracing(rdb); err != nil {
+			b.Close()
+			rdb.Close()
+			return nil, fmt.Errorf("tracing Redis calls: %w", err)
+		}
+	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		b.Close()
 		rdb.Close()

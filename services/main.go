@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/quickmatch/quickmatch/internal/telemetry"
 )
 
 // Main runs a process with the given roles until SIGINT or SIGTERM, and
@@ -20,6 +23,17 @@ func Main(roles Role) int {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", roles.String())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	on, flush, err := telemetry.Setup(ctx, "quickmatch-"+roles.String())
+	if err != nil {
+		log.Error("starting", "err", err)
+		return 1
+	}
+	cfg.Tracing = on
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		flush(ctx)
+	}()
 	app, err := New(ctx, cfg, roles, log)
 	if err != nil {
 		log.Error("starting", "err", err)

@@ -74,6 +74,7 @@ type stackOptions struct {
 	// failureBurst is MM_AUTH_FAILURE_BURST when auth is on; 0 turns the
 	// limit off, since every test client shares one address.
 	failureBurst int
+	tracing      bool // cfg.Tracing: spans go to the provider the test set
 }
 
 func startStack(t *testing.T, m mode, opt stackOptions) *stack {
@@ -125,6 +126,7 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 			cfg.AuthFailureBurst, cfg.AuthFailureRate = opt.failureBurst, 0.001
 		}
 	}
+	cfg.Tracing = opt.tracing
 	s := &stack{cfg: cfg}
 	if m == embedded {
 		s.cfg.AMQPURL, s.cfg.RedisAddr = "", ""

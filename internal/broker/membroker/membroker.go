@@ -20,6 +20,7 @@ import (
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/broker"
+	"github.com/quickmatch/quickmatch/internal/telemetry"
 )
 
 // ErrClosed is returned by every method once Close has been called, and by
@@ -59,12 +60,14 @@ type Broker struct {
 
 type message struct {
 	body        []byte
+	headers     map[string]string // the trace context, as a broker's headers carry it
 	redelivered bool
 	seq         uint64 // order of taking, within one consumer
 }
 
 type delayed struct {
-	body []byte
+	body    []byte
+	headers map[string]string
 	due  time.Time
 }
 
@@ -156,9 +159,10 @@ func (b *Broker) Publish(ctx context.Context, name string, bodies ...[]byte) err
 	if len(bodies) == 0 {
 		return nil
 	}
+	headers := telemetry.Inject(ctx)
 	q.mu.Lock()
 	for _, body := range bodies {
-		q.ready.push(message{body: bytes.Clone(body)})
+		q.ready.push(message{body: bytes.Clone(body), headers: headers})
 	}
 	q.signal(len(bodies))
 	q.mu.Unlock()
@@ -179,10 +183,11 @@ func (b *Broker) PublishDelayed(ctx context.Context, name string, bodies ...[]by
 		return nil
 	}
 	due := time.Now().Add(q.retryDelay)
+	headers := telemetry.Inject(ctx)
 	q.mu.Lock()
 	wasEmpty := q.delayed.len() == 0
 	for _, body := range bodies {
-		q.delayed.push(delayed{body: bytes.Clone(body), due: due})
+		q.delayed.push(delayed{body: bytes.Clone(body), headers: headers, due: due})
 	}
 	q.mu.Unlock()
 	if wasEmpty {
@@ -211,7 +216,7 @@ func (q *queue) requeue(ms ...message) {
 	}
 	q.mu.Lock()
 	for _, m := range slices.Backward(ms) {
-		q.ready.pushFront(message{body: m.body, redelivered: true})
+		q.ready.pushFront(message{body: m.body, headers: m.headers, redelivered: true})
 	}
 	q.signal(len(ms))
 	q.mu.Unlock()
@@ -248,7 +253,8 @@ func (b *Broker) moveDue(now time.Time) time.Time {
 		q.mu.Lock()
 		n := 0
 		for q.delayed.len() > 0 && !q.delayed.peek().due.After(now) {
-			q.ready.push(message{body: q.delayed.pop().body})
+			d := q.delayed.pop()
+			q.ready.push(message{body: d.body, headers: d.headers})
 			n++
 		}
 		if n > 0 {
@@ -405,7 +411,9 @@ func (c *consumer) work() {
 }
 
 func (c *consumer) handle(m message) {
-	err := c.h(c.hctx, broker.Message{Body: m.body, Redelivered: m.redelivered})
+	ctx, span := telemetry.Consume(c.hctx, c.q.name, m.headers)
+	err := c.h(ctx, broker.Message{Body: m.body, Redelivered: m.redelivered})
+	span.End()
 	switch {
 	case err == nil:
 		c.failures.Store(0)

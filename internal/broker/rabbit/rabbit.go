@@ -36,6 +36,7 @@ import (
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/broker"
+	"github.com/quickmatch/quickmatch/internal/telemetry"
 )
 
 var (
@@ -465,10 +466,18 @@ func (b *Broker) publish(ctx context.Context, queue string, bodies [][]byte) err
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
+	var headers amqp.Table
+	if h := telemetry.Inject(ctx); h != nil {
+		headers = make(amqp.Table, len(h))
+		for k, v := range h {
+			headers[k] = v
+		}
+	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(bodies))
 	for _, body := range bodies {
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, amqp.Publishing{
 			DeliveryMode: amqp.Persistent,
+			Headers:      headers,
 			Body:         body,
 		})
 		if err != nil {
@@ -655,7 +664,9 @@ func (c *consumer) dispatch(ctx context.Context, deliveries <-chan amqp.Delivery
 // a success through acks, a failure by a nack of its own. stop cuts a
 // backoff short so that shutdown does not wait for it.
 func (c *consumer) handle(d amqp.Delivery, acks *acker, stop <-chan struct{}) {
-	err := c.h(c.hctx, broker.Message{Body: d.Body, Redelivered: d.Redelivered})
+	ctx, span := telemetry.Consume(c.hctx, c.name, traceHeaders(d.Headers))
+	err := c.h(ctx, broker.Message{Body: d.Body, Redelivered: d.Redelivered})
+	span.End()
 	var nack error
 	switch {
 	case err == nil:
@@ -777,4 +788,19 @@ func (b *Broker) Close() error {
 	b.cancel()
 	b.wg.Wait()
 	return nil
+}
+
+// traceHeaders are the string headers of a delivery, where the trace
+// context travels; nil when there are none.
+func traceHeaders(t amqp.Table) map[string]string {
+	if len(t) == 0 {
+		return nil
+	}
+	h := make(map[string]string, len(t))
+	for k, v := range t {
+		if s, ok := v.(string); ok {
+			h[k] = s
+		}
+	}
+	return h
 }
