@@ -68,7 +68,7 @@ type message struct {
 type delayed struct {
 	body    []byte
 	headers map[string]string
-	due  time.Time
+	due     time.Time
 }
 
 // queue is a work queue with its retry queue. Every message of the retry
