@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 
 command -v go >/dev/null || { echo "test: Go 1.26 or newer must be on PATH" >&2; exit 1; }
 scripts/ensure-services.sh
+# ko builds the Kubernetes images in k8s/images_test.go (no registry, no
+# network past the module proxy).
+gobin="$(go env GOPATH)/bin"
+if ! command -v ko >/dev/null && [ ! -x "$gobin/ko" ]; then
+  echo "test: installing ko (go install github.com/google/ko@v0.19.1)" >&2
+  go install github.com/google/ko@v0.19.1
+fi
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
