@@ -136,7 +136,7 @@ func diskTree() (filesys.FileSystem, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || !slices.Contains([]string{".yaml", ".yml"}, filepath.Ext(path)) {
+		if d.IsDir() || !slices.Contains([]string{".yaml", ".yml", ".json"}, filepath.Ext(path)) {
 			return nil
 		}
 		data, err := os.ReadFile(path)
