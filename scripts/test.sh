@@ -25,3 +25,7 @@ go tool staticcheck ./...
 
 if [ $# -eq 0 ]; then set -- ./...; fi
 go test -race -count=1 -timeout 20m "$@"
+if [ $# -eq 0 ]; then
+  # The TypeScript client, against the embedded matchmaker.
+  clients/typescript/test.sh
+fi

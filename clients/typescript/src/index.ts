@@ -1,0 +1,43 @@
+export {
+  QuickmatchClient,
+  uuid,
+  type CallOptions,
+  type ClientOptions,
+  type ConnectInfo,
+  type CreateTicketOptions,
+  type FetchLike,
+  type GetAllocationsOptions,
+  type GetTicketOptions,
+  type Heartbeat,
+  type HeartbeatOptions,
+  type TokenSource,
+  type Transport,
+  type WaitTicketOptions,
+  type WatchOptions,
+} from "./client.js";
+export { ConnectionError, QuickmatchError, StreamError } from "./errors.js";
+export { DEFAULT_RETRY, parseRetryAfter, retryDelay, type RetryOptions } from "./retry.js";
+export { EventStreamParser, readEventStream, type EventStreamHandlers, type ServerSentEvent } from "./sse.js";
+export {
+  TERMINAL_STATUSES,
+  isTerminal,
+  type Allocation,
+  type Allocations,
+  type Assignment,
+  type Attributes,
+  type Latencies,
+  type MatchRef,
+  type Player,
+  type Problem,
+  type ProblemCode,
+  type Server,
+  type ServerRequest,
+  type Teams,
+  type Ticket,
+  type TicketRequest,
+  type TicketStatus,
+  type Until,
+  type components,
+  type operations,
+  type paths,
+} from "./types.js";
