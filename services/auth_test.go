@@ -418,7 +418,10 @@ func TestAuthRegionsBounded(t *testing.T) {
 				for _, url := range []string{s.frontURL, s.assignerURL} {
 					a := call(t, http.MethodGet, url+"/metrics", "", nil)
 					for _, line := range strings.Split(string(a.body), "\n") {
-						if strings.HasPrefix(line, "mm_") && !strings.Contains(line, `route="/metrics"`) {
+						// The requests' own metrics take one series per
+						// route and status (and bucket), bounded by the
+						// router: every other series counts.
+						if strings.HasPrefix(line, "mm_") && !strings.HasPrefix(line, "mm_http_") {
 							out[url+" "+line[:strings.LastIndexByte(line, ' ')]] = true
 						}
 					}
@@ -444,8 +447,7 @@ func TestAuthRegionsBounded(t *testing.T) {
 					t.Errorf("a series names a made-up region: %s", s)
 				}
 			}
-			// The requests' own count may add its 400 series, no more.
-			if len(added) > 2 {
+			if len(added) > 0 {
 				t.Errorf("1,000 tickets with made-up regions added %d series: %q", len(added), added)
 			}
 
