@@ -3,6 +3,7 @@ package matcher
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -20,8 +21,14 @@ import (
 //     skill window of its longest-waiting ticket, so the ticket that has
 //     waited longest decides how wide the search may go,
 //   - shares a region that every ticket stating latencies reaches under its
-//     own latency limit (which widens with its own wait), and
-//   - can be split into the queue's teams without splitting a party.
+//     own latency limit (which widens with its own wait) and, until it has
+//     waited the queue's region wait, is its best region, and
+//   - can be split into the queue's teams without splitting a party, with
+//     team means (players' own skills) no further apart than the queue's
+//     balance window of its longest-waiting ticket allows.
+//
+// Among the matches that keep these rules, a team queue prefers one whose
+// teams are fair (balancedAlternative).
 
 // selection is a candidate match under construction.
 type selection struct {
@@ -47,7 +54,9 @@ func (s *selection) with(e store.PoolEntry) selection {
 
 // findMatch chooses a match for anchor among the pool candidates: it takes
 // candidates nearest in skill first (equal distances: longest waiting
-// first) while each keeps every rule above, until the match is full. It
+// first) while each keeps every rule above, until the match is full. In a
+// team queue whose nearest match cannot be split into fair teams it also
+// tries a few other selections within reach (see balancedAlternative). It
 // returns the tickets, the region ("" when no ticket states latencies) and
 // the teams as indexes into the returned entries.
 func findMatch(q *queues.Queue, anchor store.PoolEntry, cands []store.PoolEntry, exclude map[string]bool, now time.Time) ([]store.PoolEntry, string, [][]int, bool) {
@@ -63,33 +72,205 @@ func findMatch(q *queues.Queue, anchor store.PoolEntry, cands []store.PoolEntry,
 		}
 		return a.CreatedAt.Compare(b.CreatedAt)
 	})
-	full := q.PlayersPerMatch()
-	sel := selection{entries: []store.PoolEntry{anchor}, players: anchor.Players, lo: anchor.Skill, hi: anchor.Skill, oldest: anchor.CreatedAt}
-	for _, c := range ordered {
-		if sel.players == full {
-			break
-		}
-		if sel.players+c.Players > full {
-			continue
-		}
-		next := sel.with(c)
-		if next.hi-next.lo > q.Skill.At(now.Sub(next.oldest)) {
-			continue
-		}
-		if _, ok := sharedRegion(q, next.entries, now); !ok {
-			continue
-		}
-		if _, ok := formTeams(q, next.entries, false); !ok {
-			continue
-		}
-		sel = next
-	}
+	start := selection{entries: []store.PoolEntry{anchor}, players: anchor.Players, lo: anchor.Skill, hi: anchor.Skill, oldest: anchor.CreatedAt}
+	sel := fill(q, start, ordered, nil, now)
 	if !complete(q, &sel, now) {
 		return nil, "", nil, false
+	}
+	if q.TeamSize > 1 {
+		var ok bool
+		if sel, ok = balancedAlternative(q, start, sel, ordered, now); !ok {
+			return nil, "", nil, false
+		}
 	}
 	region, _ := sharedRegion(q, sel.entries, now)
 	teams, _ := formTeams(q, sel.entries, true)
 	return sel.entries, region, teams, true
+}
+
+// fill adds the candidates of ordered to sel in order, each one that
+// keeps every rule, until the match is full; skip leaves candidates out.
+func fill(q *queues.Queue, sel selection, ordered []store.PoolEntry, skip func(i int) bool, now time.Time) selection {
+	full := q.PlayersPerMatch()
+	for i := range ordered {
+		if sel.players == full {
+			break
+		}
+		if skip != nil && skip(i) {
+			continue
+		}
+		if next, ok := admit(q, &sel, ordered[i], now); ok {
+			sel = next
+		}
+	}
+	return sel
+}
+
+// admit returns sel with c added if the result keeps every rule a
+// selection must keep before it is full.
+func admit(q *queues.Queue, sel *selection, c store.PoolEntry, now time.Time) (selection, bool) {
+	if sel.players+c.Players > q.PlayersPerMatch() {
+		return selection{}, false
+	}
+	next := sel.with(c)
+	if next.hi-next.lo > q.Skill.At(now.Sub(next.oldest)) {
+		return selection{}, false
+	}
+	if _, ok := sharedRegion(q, next.entries, now); !ok {
+		return selection{}, false
+	}
+	if _, ok := formTeams(q, next.entries, false); !ok {
+		return selection{}, false
+	}
+	return next, true
+}
+
+// fairGap is the widest gap between two teams' mean player skill at which
+// a match counts as fair: Elo's expected score 1/(1+10^(−gap/400)) is then
+// within 50 ± 3 % (400 × log10(0.53/0.47) ≈ 20.87).
+const fairGap = 20.87
+
+// maxForced bounds how many team-sized parties balancedAlternative tries
+// to build a match around, so that a crowd of them costs no more than a
+// few extra passes over the candidates.
+const maxForced = 8
+
+// balance is how well a full selection splits into teams.
+type balance struct {
+	fair   bool
+	gap    float64 // between the strongest and weakest team's mean skill
+	spread float64
+}
+
+// better reports whether a is a better match than b: a fair split first,
+// then, among fair ones, the narrower spread; among unfair ones, the
+// smaller gap.
+func (a balance) better(b balance) bool {
+	if a.fair != b.fair {
+		return a.fair
+	}
+	if a.fair && a.spread != b.spread {
+		return a.spread < b.spread
+	}
+	return a.gap < b.gap
+}
+
+func balanceOf(q *queues.Queue, sel *selection) balance {
+	teams, ok := formTeams(q, sel.entries, true)
+	if !ok {
+		return balance{gap: math.Inf(1)}
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, team := range teams {
+		total, players := 0.0, 0
+		for _, i := range team {
+			total += strength(&sel.entries[i])
+			players += sel.entries[i].Players
+		}
+		mean := total / float64(max(players, 1))
+		lo, hi = min(lo, mean), max(hi, mean)
+	}
+	gap := hi - lo
+	return balance{fair: gap <= fairGap, gap: gap, spread: sel.hi - sel.lo}
+}
+
+// balancedAlternative is selection that balances while it chooses. The
+// nearest selection (greedy) stands if its teams are fair. Otherwise the
+// parties, not the split, are what is wrong: typically a five-stack taken
+// as one of the nearest candidates, against players gathered around the
+// anchor's skill rather than the stack's; and nearest in matching skill is
+// not nearest in the players' own skill a team's strength is counted in,
+// since the party rule rates a mixed party above its mean. So it also
+// tries other nearest-first fills, each keeping every rule: by the
+// players' mean skill instead of the matching skill; each of those two
+// without each of its tickets in turn (the stack left out, players around
+// the anchor remain) and without any team-sized party; and, for each
+// team-sized party within reach, the match built around it first, filled
+// by nearness to its players' mean (a stack meets a stack, or players of
+// its strength). The best by balance.better among those that keep the
+// queue's balance rule wins; none, and there is no match yet. The cost is
+// bounded: at most 2·(len(greedy)+1) + maxForced fills of the candidates.
+func balancedAlternative(q *queues.Queue, start, greedy selection, ordered []store.PoolEntry, now time.Time) (selection, bool) {
+	var (
+		best      selection
+		bestScore balance
+		found     bool
+	)
+	consider := func(sel selection) {
+		if !complete(q, &sel, now) {
+			return
+		}
+		score := balanceOf(q, &sel)
+		if score.gap > q.BalanceLimit(now.Sub(sel.oldest)) {
+			return // against the balance rule
+		}
+		if !found || score.better(bestScore) {
+			best, bestScore, found = sel, score, true
+		}
+	}
+	if consider(greedy); found && bestScore.fair {
+		return greedy, true
+	}
+	anchor := start.entries[0]
+	byMean := byMeanNear(ordered, meanSkill(&anchor))
+	for k, order := range [][]store.PoolEntry{ordered, byMean} {
+		first := greedy
+		if k > 0 {
+			first = fill(q, start, order, nil, now)
+			consider(first)
+		}
+		for _, left := range first.entries[1:] {
+			consider(fill(q, start, order, func(i int) bool { return order[i].TicketID == left.TicketID }, now))
+		}
+		if start.players < q.TeamSize {
+			consider(fill(q, start, order, func(i int) bool { return order[i].Players == q.TeamSize }, now))
+		}
+	}
+	forced := 0
+	for _, c := range ordered {
+		if c.Players != q.TeamSize || forced == maxForced {
+			continue
+		}
+		forced++
+		with, ok := admit(q, &start, c, now)
+		if !ok {
+			continue
+		}
+		around := byMeanNear(ordered, meanSkill(&c))
+		consider(fill(q, with, around, func(i int) bool { return around[i].TicketID == c.TicketID }, now))
+	}
+	return best, found
+}
+
+// meanSkill is a party's mean player skill.
+func meanSkill(e *store.PoolEntry) float64 { return strength(e) / float64(max(e.Players, 1)) }
+
+// byMeanNear orders the candidates by how near their players' mean skill
+// is to target, equal distances to the longest waiting.
+func byMeanNear(cands []store.PoolEntry, target float64) []store.PoolEntry {
+	out := slices.Clone(cands)
+	slices.SortStableFunc(out, func(a, b store.PoolEntry) int {
+		if c := cmp.Compare(math.Abs(meanSkill(&a)-target), math.Abs(meanSkill(&b)-target)); c != 0 {
+			return c
+		}
+		return a.CreatedAt.Compare(b.CreatedAt)
+	})
+	return out
+}
+
+// strength is a party's total skill for balancing teams: its players' own
+// skills, which is what a team's expected score is computed from. The
+// party rule's penalty (party_spread) decides whom a party may meet, not
+// how strong its team is counted.
+func strength(e *store.PoolEntry) float64 {
+	if len(e.Party) != e.Players {
+		return e.Skill * float64(e.Players)
+	}
+	total := 0.0
+	for _, p := range e.Party {
+		total += p.Skill
+	}
+	return total
 }
 
 // complete reports whether sel may start as a match.
@@ -111,14 +292,24 @@ func sharedRegion(q *queues.Queue, entries []store.PoolEntry, now time.Time) (st
 		best      string
 		bestWorst = math.Inf(1)
 		anyStated bool
+		held      []float64 // per entry: the best latency it is held to, or +Inf
 	)
 	for _, e := range entries {
 		if len(e.Latencies) == 0 {
 			continue
 		}
 		anyStated = true
+		if q.RegionWait > 0 {
+			held = make([]float64, len(entries))
+			for i := range entries {
+				held[i] = math.Inf(1)
+				if now.Sub(entries[i].CreatedAt) < q.RegionWait {
+					held[i] = bestLatency(entries[i].Latencies)
+				}
+			}
+		}
 		for region := range e.Latencies {
-			worst, ok := worstLatency(q, region, entries, now)
+			worst, ok := worstLatency(q, region, entries, held, now)
 			if ok && (worst < bestWorst || (worst == bestWorst && region < best)) {
 				best, bestWorst = region, worst
 			}
@@ -131,9 +322,12 @@ func sharedRegion(q *queues.Queue, entries []store.PoolEntry, now time.Time) (st
 	return best, best != ""
 }
 
-func worstLatency(q *queues.Queue, region string, entries []store.PoolEntry, now time.Time) (float64, bool) {
+// worstLatency is the highest latency of the entries to region, and false
+// if one of them does not accept it: over its latency limit, or, held
+// (when held is not nil) to a best latency of held[i], above that.
+func worstLatency(q *queues.Queue, region string, entries []store.PoolEntry, held []float64, now time.Time) (float64, bool) {
 	worst := 0.0
-	for _, e := range entries {
+	for i, e := range entries {
 		if len(e.Latencies) == 0 {
 			continue
 		}
@@ -141,9 +335,23 @@ func worstLatency(q *queues.Queue, region string, entries []store.PoolEntry, now
 		if !ok || ms > q.LatencyLimit(now.Sub(e.CreatedAt)) {
 			return 0, false
 		}
+		// Region is a preference for the first RegionWait: only the
+		// ticket's best region (or one as good) will do.
+		if held != nil && ms > held[i] {
+			return 0, false
+		}
 		worst = max(worst, ms)
 	}
 	return worst, true
+}
+
+// bestLatency is a ticket's lowest latency to any region it lists.
+func bestLatency(latencies map[string]float64) float64 {
+	best := math.Inf(1)
+	for _, ms := range latencies {
+		best = min(best, ms)
+	}
+	return best
 }
 
 // teamSearchBudget bounds the exact team search; past it the best split
@@ -151,12 +359,18 @@ func worstLatency(q *queues.Queue, region string, entries []store.PoolEntry, now
 // exists in the explored part).
 const teamSearchBudget = 20_000
 
+// maxEnumerated is the most parties that two teams are split among by
+// trying every split (2^(n−1) of them, one step each); more go through the
+// budgeted search.
+const maxEnumerated = 16
+
 // formTeams splits the entries (parties) into the queue's teams without
 // splitting a party and with no team over TeamSize, minimising the gap
-// between the strongest and the weakest team's skill total. A free-for-all
-// puts every ticket on its own team. It reports false if no split fits.
-// Teams are returned as indexes into entries. With balance false it stops at
-// the first split that fits: a feasibility check.
+// between the strongest and the weakest team's total strength (players'
+// own skills). A free-for-all puts every ticket on its own team. It
+// reports false if no split fits. Teams are returned as indexes into
+// entries. With balance false it stops at the first split that fits: a
+// feasibility check.
 func formTeams(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]int, bool) {
 	if q.TeamSize == 1 {
 		teams := make([][]int, len(entries))
@@ -165,6 +379,14 @@ func formTeams(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]in
 		}
 		return teams, true
 	}
+	if q.Teams == 2 && len(entries) <= maxEnumerated {
+		return splitInTwo(q, entries, balance)
+	}
+	return searchTeams(q, entries, balance)
+}
+
+// searchTeams is formTeams's budgeted search, for any number of teams.
+func searchTeams(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]int, bool) {
 	// Largest parties first: they constrain the split most, and placing
 	// them early prunes the search soonest.
 	order := make([]int, len(entries))
@@ -185,6 +407,7 @@ func formTeams(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]in
 		bestGap  = math.Inf(1)
 		budget   = teamSearchBudget
 		teamsize = q.TeamSize
+		tried    = make([][]int, len(entries)) // per depth, reused
 	)
 	var place func(k int)
 	place = func(k int) {
@@ -201,30 +424,31 @@ func formTeams(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]in
 		}
 		i := order[k]
 		e := &entries[i]
+		power := strength(e)
 		// Fill the weakest team first, so the first descent is the
 		// greedy balance and later ones improve on it.
-		tried := make([]int, 0, q.Teams)
+		tried[k] = tried[k][:0]
 		for range q.Teams {
 			t := -1
 			for j := range q.Teams {
-				if size[j]+e.Players <= teamsize && !slices.Contains(tried, j) && (t < 0 || total[j] < total[t]) {
+				if size[j]+e.Players <= teamsize && !slices.Contains(tried[k], j) && (t < 0 || total[j] < total[t]) {
 					t = j
 				}
 			}
 			if t < 0 {
 				break
 			}
-			tried = append(tried, t)
+			tried[k] = append(tried[k], t)
 			// Empty teams are interchangeable: trying one is enough.
-			if size[t] == 0 && slices.ContainsFunc(tried[:len(tried)-1], func(j int) bool { return size[j] == 0 }) {
+			if size[t] == 0 && slices.ContainsFunc(tried[k][:len(tried[k])-1], func(j int) bool { return size[j] == 0 }) {
 				continue
 			}
 			size[t] += e.Players
-			total[t] += e.Skill * float64(e.Players)
+			total[t] += power
 			assign[i] = t
 			place(k + 1)
 			size[t] -= e.Players
-			total[t] -= e.Skill * float64(e.Players)
+			total[t] -= power
 		}
 	}
 	place(0)
@@ -233,6 +457,70 @@ func formTeams(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]in
 	}
 	teams := make([][]int, q.Teams)
 	for i, t := range best {
+		teams[t] = append(teams[t], i)
+	}
+	return teams, true
+}
+
+// splitInTwo is formTeams for two teams of few parties: it walks every
+// split with the first party on team 0 in Gray-code order, so that each
+// step moves one party and costs O(1), and keeps the first of the most
+// balanced among those with no team over TeamSize. Exact, where the
+// budgeted search may stop short.
+func splitInTwo(q *queues.Queue, entries []store.PoolEntry, balance bool) ([][]int, bool) {
+	n := len(entries)
+	if n == 0 {
+		return nil, false
+	}
+	var (
+		whole   float64
+		powers  = make([]float64, n)
+		size    = entries[0].Players // team 0's players
+		total   float64              // team 0's strength
+		best    = -1
+		bestGap = math.Inf(1)
+	)
+	players := 0
+	for i := range entries {
+		powers[i] = strength(&entries[i])
+		whole += powers[i]
+		players += entries[i].Players
+	}
+	total = powers[0]
+	// Gray code g(k) = k ^ k>>1 over the other n−1 parties; bit b of g
+	// puts party b+1 on team 0.
+	for k := 0; k < 1<<(n-1); k++ {
+		if k > 0 {
+			b := bits.TrailingZeros(uint(k))
+			p := b + 1
+			if (k^k>>1)&(1<<b) != 0 {
+				size += entries[p].Players
+				total += powers[p]
+			} else {
+				size -= entries[p].Players
+				total -= powers[p]
+			}
+		}
+		if size > q.TeamSize || players-size > q.TeamSize {
+			continue
+		}
+		if gap := math.Abs(2*total - whole); gap < bestGap {
+			best, bestGap = k^k>>1, gap
+			if !balance || gap == 0 {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return nil, false
+	}
+	teams := make([][]int, 2)
+	teams[0] = append(teams[0], 0)
+	for i := 1; i < n; i++ {
+		t := 1
+		if best&(1<<(i-1)) != 0 {
+			t = 0
+		}
 		teams[t] = append(teams[t], i)
 	}
 	return teams, true

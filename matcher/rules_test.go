@@ -3,6 +3,7 @@ package matcher
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -236,5 +237,212 @@ func TestFindMatch(t *testing.T) {
 				t.Errorf("free-for-all of %d tickets formed %d teams", len(tt.want), len(teams))
 			}
 		})
+	}
+}
+
+func TestRegionPreference(t *testing.T) {
+	q := queues.Duel()
+	q.Latency = queues.Window{Initial: 200, PerSecond: 0, Max: 200}
+	q.RegionWait = 10 * time.Second
+	eu := map[string]float64{"eu": 20, "us": 90}
+	us := map[string]float64{"eu": 95, "us": 25}
+	tests := []struct {
+		name         string
+		a, b         time.Duration // how long each ticket has waited
+		latA, latB   map[string]float64
+		wantRegion   string
+		wantOK       bool
+		regionWaitOf time.Duration
+	}{
+		{"both fresh, homes differ: no region", 0, 0, eu, us, "", false, 10 * time.Second},
+		{"one past its region wait goes abroad", 11 * time.Second, 0, eu, us, "us", true, 10 * time.Second},
+		{"the other past it instead", 0, 11 * time.Second, eu, us, "eu", true, 10 * time.Second},
+		{"same home: at once", 0, 0, eu, map[string]float64{"eu": 30, "us": 70}, "eu", true, 10 * time.Second},
+		{"a tie for best region counts as best", 0, 0, map[string]float64{"eu": 20, "us": 20}, us, "us", true, 10 * time.Second},
+		// eu's worst latency is 95, us's 90.
+		{"no region wait: a limit only", 0, 0, eu, us, "us", true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q.RegionWait = tt.regionWaitOf
+			es := []store.PoolEntry{entry("a", 1500, 1, tt.a, tt.latA), entry("b", 1500, 1, tt.b, tt.latB)}
+			got, ok := sharedRegion(&q, es, t0)
+			if got != tt.wantRegion || ok != tt.wantOK {
+				t.Errorf("sharedRegion = %q, %v; want %q, %v", got, ok, tt.wantRegion, tt.wantOK)
+			}
+		})
+	}
+}
+
+// party is a pool entry for a party whose players have the given skills,
+// matched at the queue's party skill.
+func party(q *queues.Queue, id string, waited time.Duration, skills ...float64) store.PoolEntry {
+	e := store.PoolEntry{TicketID: id, Skill: q.PartySkill(skills), Players: len(skills), CreatedAt: t0.Add(-waited)}
+	for i, s := range skills {
+		e.Party = append(e.Party, contracts.Player{ID: fmt.Sprintf("%s.%d", id, i), Skill: s})
+	}
+	return e
+}
+
+// teamGap is the gap between the two teams' mean player skill.
+func teamGap(entries []store.PoolEntry, teams [][]int) float64 {
+	var means []float64
+	for _, team := range teams {
+		total, n := 0.0, 0
+		for _, i := range team {
+			for _, p := range entries[i].Party {
+				total += p.Skill
+				n++
+			}
+		}
+		means = append(means, total/float64(n))
+	}
+	return math.Abs(means[0] - means[1])
+}
+
+func TestSelectionBalances(t *testing.T) {
+	five := fiveVFive()
+	five.PartySpread = 0.25
+	stack := func(id string, mean float64, waited time.Duration) store.PoolEntry {
+		return party(&five, id, waited, mean-100, mean-50, mean, mean+50, mean+100)
+	}
+	solo := func(id string, skill float64) store.PoolEntry { return party(&five, id, 0, skill) }
+	tests := []struct {
+		name      string
+		anchor    store.PoolEntry
+		cands     []store.PoolEntry
+		wantIn    []string // tickets the match must hold
+		wantOut   []string // and must not
+		fairTeams bool
+	}{
+		{
+			// Nearest first, the stack would face the five solos
+			// around its matching skill (its mean + 50): a 50-point gap.
+			// The other stack is within reach.
+			name:   "a stack meets a stack",
+			anchor: stack("me", 1500, 0),
+			cands: []store.PoolEntry{solo("a", 1550), solo("b", 1548), solo("c", 1552), solo("d", 1546), solo("e", 1554),
+				stack("other", 1505, time.Second)},
+			wantIn: []string{"me", "other"}, fairTeams: true,
+		},
+		{
+			// No stack in reach: it faces players of its own strength
+			// rather than of its matching skill (one of the stronger
+			// solos fits too, and narrows the spread).
+			name:   "a stack is met by players of its strength",
+			anchor: stack("me", 1500, 0),
+			cands: []store.PoolEntry{solo("a", 1550), solo("b", 1548), solo("c", 1552), solo("d", 1546), solo("e", 1554),
+				solo("f", 1500), solo("g", 1498), solo("h", 1502), solo("i", 1496), solo("j", 1504)},
+			wantIn: []string{"me", "f", "g", "h", "j"}, wantOut: []string{"a", "b", "c"}, fairTeams: true,
+		},
+		{
+			// A solo anchor with a strong stack nearest: greedy puts it
+			// against players around the anchor; leaving it out leaves
+			// ten solos that split evenly.
+			name:   "a stack that cannot be balanced is left out",
+			anchor: solo("me", 1500),
+			cands: []store.PoolEntry{stack("stack", 1460, 0), solo("a", 1510), solo("b", 1490), solo("c", 1515), solo("d", 1485),
+				solo("e", 1520), solo("f", 1480), solo("g", 1525), solo("h", 1475), solo("i", 1530)},
+			wantIn: []string{"me", "a", "i"}, wantOut: []string{"stack"}, fairTeams: true,
+		},
+		{
+			name:      "nothing fair in reach: the nearest match stands",
+			anchor:    stack("me", 1500, 0),
+			cands:     []store.PoolEntry{solo("a", 1590), solo("b", 1588), solo("c", 1592), solo("d", 1586), solo("e", 1594)},
+			wantIn:    []string{"me", "a", "b", "c", "d", "e"},
+			fairTeams: false,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			entries, _, teams, ok := findMatch(&five, tt.anchor, tt.cands, nil, t0)
+			if !ok {
+				t.Fatal("no match")
+			}
+			var ids []string
+			for _, e := range entries {
+				ids = append(ids, e.TicketID)
+			}
+			for _, id := range tt.wantIn {
+				if !slices.Contains(ids, id) {
+					t.Errorf("match %v lacks %s", ids, id)
+				}
+			}
+			for _, id := range tt.wantOut {
+				if slices.Contains(ids, id) {
+					t.Errorf("match %v holds %s", ids, id)
+				}
+			}
+			if gap := teamGap(entries, teams); (gap <= fairGap) != tt.fairTeams {
+				t.Errorf("match %v, teams %v: team means %.1f apart, want fair %t", ids, teams, gap, tt.fairTeams)
+			}
+		})
+	}
+}
+
+func TestBalanceRule(t *testing.T) {
+	five := fiveVFive()
+	five.Balance = queues.Window{Initial: 20, PerSecond: 10, Max: 200}
+	stack := party(&five, "stack", 0, 1600, 1600, 1600, 1600, 1600)
+	var solos []store.PoolEntry
+	for i := range 5 {
+		solos = append(solos, party(&five, fmt.Sprintf("s%d", i), 0, 1550))
+	}
+	// Team means 50 apart: refused while the window is 20, allowed once
+	// the oldest ticket has waited 3 s (20 + 10 × 3 = 50).
+	if _, _, _, ok := findMatch(&five, stack, solos, nil, t0); ok {
+		t.Error("a match 50 points apart formed under a balance window of 20")
+	}
+	solos[0].CreatedAt = t0.Add(-3 * time.Second)
+	if _, _, _, ok := findMatch(&five, stack, solos, nil, t0); !ok {
+		t.Error("no match once the balance window reached 50")
+	}
+}
+
+// TestSplitInTwoAgainstSearch checks the enumerated two-team split against
+// the budgeted search on random parties: the same best gap, and a split
+// that keeps every party whole and fills both teams.
+func TestSplitInTwoAgainstSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := range 500 {
+		q := fiveVFive()
+		q.TeamSize = 2 + rng.IntN(5)
+		var es []store.PoolEntry
+		for players := 0; players < 2*q.TeamSize; {
+			size := 1 + rng.IntN(min(q.TeamSize, 2*q.TeamSize-players))
+			skills := make([]float64, size)
+			for k := range skills {
+				skills[k] = float64(1000 + rng.IntN(1000))
+			}
+			es = append(es, party(&q, fmt.Sprintf("p%d", len(es)), 0, skills...))
+			players += size
+		}
+		fast, okFast := splitInTwo(&q, es, true)
+		q.Teams = 2
+		slow, okSlow := searchTeams(&q, es, true)
+		if okFast != okSlow {
+			t.Fatalf("case %d: split found %t by enumeration, %t by search", i, okFast, okSlow)
+		}
+		if !okFast {
+			continue
+		}
+		gap := func(teams [][]int) float64 {
+			var totals []float64
+			for _, team := range teams {
+				total, players := 0.0, 0
+				for _, k := range team {
+					total += strength(&es[k])
+					players += es[k].Players
+				}
+				if players != q.TeamSize {
+					t.Fatalf("case %d: team %v holds %d players, want %d", i, team, players, q.TeamSize)
+				}
+				totals = append(totals, total)
+			}
+			return math.Abs(totals[0] - totals[1])
+		}
+		if g, h := gap(fast), gap(slow); math.Abs(g-h) > 1e-9 {
+			t.Fatalf("case %d: enumeration's best gap %g, search's %g", i, g, h)
+		}
 	}
 }

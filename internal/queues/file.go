@@ -20,6 +20,8 @@ import (
 //	    skill: {initial: 100, per_second: 10, max: 600}
 //	    party_spread: 0.25
 //	    latency: {initial: 60, per_second: 2, max: 150}
+//	    balance: {initial: 20, per_second: 1, max: 100}
+//	    region_wait: 10s
 //	    max_wait: 5m
 //	    assign_deadline: 30s
 //	    retry_delay: 1s
@@ -35,6 +37,8 @@ type fileQueue struct {
 	Skill          *fileWindow `yaml:"skill"`
 	PartySpread    *float64    `yaml:"party_spread"`
 	Latency        *fileWindow `yaml:"latency"`
+	Balance        *fileWindow `yaml:"balance"`
+	RegionWait     *duration   `yaml:"region_wait"`
 	MaxWait        *duration   `yaml:"max_wait"`
 	AssignDeadline *duration   `yaml:"assign_deadline"`
 	RetryDelay     *duration   `yaml:"retry_delay"`
@@ -204,6 +208,12 @@ func (fq *fileQueue) queue() (Queue, error) {
 	}
 	if fq.Latency != nil {
 		q.Latency = Window(*fq.Latency)
+	}
+	if fq.Balance != nil {
+		q.Balance = Window(*fq.Balance)
+	}
+	if fq.RegionWait != nil {
+		q.RegionWait = time.Duration(*fq.RegionWait)
 	}
 	if fq.MaxWait != nil {
 		q.MaxWait = time.Duration(*fq.MaxWait)

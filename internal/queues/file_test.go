@@ -30,8 +30,12 @@ func TestExampleQueuesFile(t *testing.T) {
 		}
 	}
 	brawl, _ := set.Get("brawl")
-	if brawl.FillWait != 15*time.Second || brawl.Latency.Max != 250 {
-		t.Errorf("brawl: fill wait %v, latency max %v", brawl.FillWait, brawl.Latency.Max)
+	if brawl.FillWait != 15*time.Second || brawl.Latency.Max != 250 || brawl.RegionWait != 10*time.Second {
+		t.Errorf("brawl: fill wait %v, latency max %v, region wait %v", brawl.FillWait, brawl.Latency.Max, brawl.RegionWait)
+	}
+	five, _ := set.Get("ranked-5v5")
+	if want := (Window{Initial: 20, PerSecond: 0.25, Max: 200}); five.Balance != want {
+		t.Errorf("ranked-5v5: balance %+v, want %+v", five.Balance, want)
 	}
 }
 
@@ -52,6 +56,11 @@ func TestQueuesFileErrors(t *testing.T) {
 		{"team size zero", "queues:\n  - name: x\n    team_size: 0\n", []string{`queue "x"`, "team_size"}},
 		{"skill max under initial", "queues:\n  - name: x\n    skill: {initial: 100, per_second: 1, max: 50}\n", []string{`queue "x"`, "skill.max"}},
 		{"negative latency", "queues:\n  - name: x\n    latency: {initial: -1, per_second: 0, max: 10}\n", []string{`queue "x"`, "latency.initial"}},
+		{"negative balance", "queues:\n  - name: x\n    balance: {initial: -1, per_second: 0, max: 10}\n", []string{`queue "x"`, "balance.initial"}},
+		{"balance max under initial", "queues:\n  - name: x\n    balance: {initial: 30, per_second: 1, max: 20}\n", []string{`queue "x"`, "balance.max"}},
+		{"balance unknown field", "queues:\n  - name: x\n    balance: {initial: 30, growth: 1}\n", []string{"balance", "growth"}},
+		{"negative region wait", "queues:\n  - name: x\n    region_wait: -1s\n", []string{`queue "x"`, "region_wait"}},
+		{"region wait not a duration", "queues:\n  - name: x\n    region_wait: 10\n", []string{`queue "x"`, "region_wait"}},
 		{"retry past max wait", "queues:\n  - name: x\n    max_wait: 1s\n    retry_delay: 2s\n", []string{`queue "x"`, "retry_delay"}},
 		{"ffa min over max", "queues:\n  - name: f\n    free_for_all: {min_players: 9, max_players: 8}\n", []string{`queue "f"`, "min_players"}},
 		{"ffa with teams", "queues:\n  - name: f\n    teams: 2\n    free_for_all: {min_players: 2, max_players: 8}\n", []string{`queue "f"`, "free_for_all"}},
@@ -91,7 +100,7 @@ func TestJSONQueuesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q, _ := set.Get("j"); q.TeamSize != 3 || q.MaxWait != time.Minute {
+	if q, _ := set.Get("j"); q.TeamSize != 3 || q.MaxWait != time.Minute || q.RegionWait != 0 {
 		t.Errorf("JSON queue = %+v", q)
 	}
 }

@@ -33,6 +33,17 @@ type Queue struct {
 	// latencies accepts to the region of its match; it widens with waiting
 	// like Skill. A zero Max means no limit: any region the ticket lists.
 	Latency Window
+	// Balance is the widest gap, in skill points, between the strongest
+	// and the weakest team's mean player skill in a team match; it widens
+	// with the wait of the match's longest-waiting ticket like Skill. A
+	// zero Max means no limit. Queues of teams of one (duel, free-for-all)
+	// ignore it: in a duel the skill window already bounds the gap.
+	Balance Window
+	// RegionWait makes region a preference: a ticket that states latencies
+	// is matched only in its best region (its lowest latency) until it has
+	// waited RegionWait, and in any region under its latency limit after.
+	// Zero means no preference: any region under the limit from the start.
+	RegionWait time.Duration
 	// MaxWait bounds the search: a ticket unmatched after it is expired.
 	MaxWait time.Duration
 	// AssignDeadline bounds the wait for a game server after the match
@@ -77,6 +88,15 @@ func (q *Queue) LatencyLimit(d time.Duration) float64 {
 		return math.Inf(1)
 	}
 	return q.Latency.At(d)
+}
+
+// BalanceLimit is the widest gap between team means after waiting d, or
+// +Inf when the queue sets none.
+func (q *Queue) BalanceLimit(d time.Duration) float64 {
+	if q.Balance.Max == 0 {
+		return math.Inf(1)
+	}
+	return q.Balance.At(d)
 }
 
 // PartySkill is the skill a party is matched by.
@@ -127,6 +147,14 @@ func (q *Queue) Validate() error {
 		return bad("latency.per_second", "must not be negative")
 	case q.Latency.Max != 0 && q.Latency.Max < q.Latency.Initial:
 		return bad("latency.max", "must be at least latency.initial (or 0 for no limit)")
+	case q.Balance.Initial < 0:
+		return bad("balance.initial", "must not be negative")
+	case q.Balance.PerSecond < 0:
+		return bad("balance.per_second", "must not be negative")
+	case q.Balance.Max != 0 && q.Balance.Max < q.Balance.Initial:
+		return bad("balance.max", "must be at least balance.initial (or 0 for no limit)")
+	case q.RegionWait < 0:
+		return bad("region_wait", "must not be negative")
 	case q.MaxWait <= 0:
 		return bad("max_wait", "must be positive")
 	case q.AssignDeadline <= 0:

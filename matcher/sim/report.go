@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -69,6 +70,82 @@ type Report struct {
 	// their latency to the match's region.
 	AwayFromHome float64 `json:"away_from_home"`
 	Latency      Summary `json:"latency_ms"`
+	// BestRegion is the share of the same players whose match is in a
+	// region of their lowest latency.
+	BestRegion float64 `json:"best_region_share"`
+
+	// ArrivalGap compares the run's total spread with the best grouping
+	// of the same tickets in which a match's tickets were all searching
+	// at one moment (see arrivalGap).
+	ArrivalGap ArrivalGap `json:"arrival_gap"`
+	// Balance is each team match's expected score; nil for a
+	// free-for-all.
+	Balance *Balance `json:"balance,omitempty"`
+	// Figures are the headline numbers under the names the sweep uses.
+	Figures Figures `json:"figures"`
+}
+
+// ArrivalGap is the run's total skill spread against the arrival-aware
+// reference: the same matched tickets in the same number of matches, each
+// ticket searching from its arrival until its match formed, as it did in
+// the run, and a match holding only tickets that were searching at one
+// moment. The run's own matches keep that rule, so Ratio = Run /
+// Reference is at least 1 (0 when Reference is 0). For 1v1 Reference is
+// the optimum when Exact (a minimum-cost pairing; see minPairGap),
+// otherwise, and always for teams and free-for-all, a lower bound (see
+// groupGapBound), so Ratio is then an upper bound on the true ratio.
+type ArrivalGap struct {
+	Run       float64 `json:"run"`
+	Reference float64 `json:"reference"`
+	Ratio     float64 `json:"ratio"`
+	Exact     bool    `json:"exact"`
+	// Method says how Reference was found.
+	Method string `json:"method"`
+}
+
+// Balance is how fair the team matches were, as Elo predicts them: team
+// A's expected score 1/(1+10^((B−A)/400)), where a team's skill is the mean
+// of its players' own skills. A match is within 3 % when that score is in
+// 50 ± 3 % (team means at most about 20.9 apart).
+type Balance struct {
+	Matches    int     `json:"matches"`
+	Within3pct float64 `json:"within_3pct"`
+	// WithParties are the matches holding a party of two or more,
+	// WithoutParties the others.
+	WithParties    BalanceShare `json:"with_parties"`
+	WithoutParties BalanceShare `json:"without_parties"`
+	// Stacks are the matches holding a party as large as a team;
+	// StackVsStack those of them with a second one.
+	Stacks       int `json:"stacks"`
+	StackVsStack int `json:"stack_vs_stack"`
+	// MatchingWithin3pct is Within3pct with every player at their
+	// party's matching skill (mean + party_spread × range).
+	MatchingWithin3pct float64 `json:"matching_skill_within_3pct"`
+	// Score summarises |expected score − 50 %|, in percentage points.
+	Score Summary `json:"score_off_even_pct"`
+}
+
+// BalanceShare counts the matches of one kind and the share within 3 %.
+type BalanceShare struct {
+	Matches    int     `json:"matches"`
+	Within3pct float64 `json:"within_3pct"`
+}
+
+// Figures are the run's headline numbers.
+type Figures struct {
+	WaitP50         float64 `json:"wait_p50_s"`
+	WaitP90         float64 `json:"wait_p90_s"`
+	MeanSpread      float64 `json:"mean_spread"`
+	ReferenceSpread float64 `json:"reference_spread"` // the arrival-aware reference's mean per match
+	Ratio           float64 `json:"ratio"`            // ArrivalGap.Ratio
+	// BalanceWithin3pct is Balance.Within3pct; absent for a free-for-all.
+	BalanceWithin3pct *float64 `json:"balance_within_3pct,omitempty"`
+	// BestRegionShare is absent when no ticket states latencies.
+	BestRegionShare *float64 `json:"best_region_share,omitempty"`
+	// BandWaitRatioMax is the highest skill decile's median wait over
+	// the median wait of all matched players; null when that median is
+	// zero and some decile's is not (the ratio is then unbounded).
+	BandWaitRatioMax *float64 `json:"band_wait_ratio_max"`
 }
 
 // Quantiles are the 50th, 90th and 99th percentiles (nearest rank).
@@ -147,6 +224,7 @@ func (r *Result) Report() (*Report, error) {
 		deliveries  int
 		stated      int
 		away        int
+		best        int
 		latencies   []float64
 		skillOf     = map[string]float64{}
 		partyOf     = map[string]float64{} // player → party's matching skill
@@ -187,6 +265,9 @@ func (r *Result) Report() (*Report, error) {
 				if region != t.Home {
 					away++
 				}
+				if ms, ok := t.Latencies[region]; ok && ms <= slices.Min(slices.Collect(maps.Values(t.Latencies))) {
+					best++
+				}
 				latencies = append(latencies, t.Latencies[region])
 			}
 		}
@@ -196,6 +277,7 @@ func (r *Result) Report() (*Report, error) {
 	}
 	if stated > 0 {
 		rep.AwayFromHome = float64(away) / float64(stated)
+		rep.BestRegion = float64(best) / float64(stated)
 	}
 	rep.Latency = summarize(latencies)
 	rep.Wait = quantiles(waits)
@@ -287,7 +369,150 @@ func (r *Result) Report() (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bounding the player skill gap: %w", err)
 	}
+	rep.ArrivalGap, err = r.arrivalGap(sum(spreads), minSize, maxSize)
+	if err != nil {
+		return nil, fmt.Errorf("the arrival-aware reference: %w", err)
+	}
+	if !ffa {
+		rep.Balance = r.balance(skillOf, partyOf)
+	}
+	rep.figures(stated > 0)
 	return rep, nil
+}
+
+// arrivalGap measures the run against the arrival-aware reference.
+func (r *Result) arrivalGap(run float64, minSize, maxSize int) (ArrivalGap, error) {
+	var ts []searcher
+	for i := range r.Tickets {
+		t := &r.Tickets[i]
+		if t.Status != contracts.StatusMatched {
+			continue
+		}
+		ts = append(ts, searcher{from: t.CreatedAt.Sub(Epoch), to: t.Ended.Sub(Epoch), skill: t.Skill, players: len(t.Players)})
+	}
+	g := ArrivalGap{Run: run}
+	if maxSize == 2 && minSize == 2 {
+		pg, err := minPairGap(ts, meetingArcs(ts))
+		if err != nil {
+			return g, err
+		}
+		g.Reference, g.Exact = pg.Value, pg.Exact
+		g.Method = "minimum-cost pairing (exact)"
+		if !pg.Exact {
+			g.Method = fmt.Sprintf("assignment relaxation with %d odd cycles (lower bound)", pg.OddCycles)
+		}
+	} else {
+		g.Reference = groupGapBound(ts, len(r.Matches), minSize, maxSize)
+		g.Method = "each ticket's narrowest group (lower bound)"
+	}
+	if g.Reference > 0 {
+		g.Ratio = run / g.Reference
+	}
+	return g, nil
+}
+
+// expectedScore is Elo's expected score of a team of mean a against one
+// of mean b.
+func expectedScore(a, b float64) float64 { return 1 / (1 + math.Pow(10, (b-a)/400)) }
+
+// balance measures the team matches' fairness. With more than two teams
+// it compares the strongest and the weakest.
+func (r *Result) balance(skillOf, partyOf map[string]float64) *Balance {
+	q := &r.Config.Queue
+	b := &Balance{}
+	var withIn, withoutIn, matchingIn, allIn int
+	var off []float64
+	within := func(skill map[string]float64, m *contracts.Match) (bool, float64) {
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, team := range m.Teams {
+			total := 0.0
+			for _, id := range team {
+				total += skill[id]
+			}
+			mean := total / float64(max(len(team), 1))
+			lo, hi = min(lo, mean), max(hi, mean)
+		}
+		score := expectedScore(hi, lo)
+		return score-0.5 <= 0.03, 100 * (score - 0.5)
+	}
+	for i := range r.Matches {
+		m := &r.Matches[i]
+		parties, stacks := false, 0
+		for _, id := range m.TicketIDs {
+			t, _ := r.Ticket(id)
+			parties = parties || len(t.Players) > 1
+			if len(t.Players) == q.TeamSize && q.TeamSize > 1 {
+				stacks++
+			}
+		}
+		ok, pct := within(skillOf, m)
+		off = append(off, pct)
+		b.Matches++
+		if stacks > 0 {
+			b.Stacks++
+		}
+		if stacks > 1 {
+			b.StackVsStack++
+		}
+		if ok {
+			allIn++
+		}
+		if parties {
+			b.WithParties.Matches++
+			if ok {
+				withIn++
+			}
+		} else {
+			b.WithoutParties.Matches++
+			if ok {
+				withoutIn++
+			}
+		}
+		if ok, _ := within(partyOf, m); ok {
+			matchingIn++
+		}
+	}
+	share := func(n, of int) float64 {
+		if of == 0 {
+			return 0
+		}
+		return float64(n) / float64(of)
+	}
+	b.Within3pct = share(allIn, b.Matches)
+	b.MatchingWithin3pct = share(matchingIn, b.Matches)
+	b.WithParties.Within3pct = share(withIn, b.WithParties.Matches)
+	b.WithoutParties.Within3pct = share(withoutIn, b.WithoutParties.Matches)
+	b.Score = summarize(off)
+	return b
+}
+
+// figures fills rep.Figures from the rest of the report.
+func (rep *Report) figures(latencies bool) {
+	f := &rep.Figures
+	f.WaitP50, f.WaitP90 = rep.Wait.P50, rep.Wait.P90
+	f.MeanSpread = rep.Spread.Mean
+	if rep.Matches > 0 {
+		f.ReferenceSpread = rep.ArrivalGap.Reference / float64(rep.Matches)
+	}
+	f.Ratio = rep.ArrivalGap.Ratio
+	if rep.Balance != nil {
+		f.BalanceWithin3pct = &rep.Balance.Within3pct
+	}
+	if latencies {
+		f.BestRegionShare = &rep.BestRegion
+	}
+	worst := 0.0
+	for _, d := range rep.WaitByDecile {
+		worst = max(worst, d.Wait.P50)
+	}
+	switch {
+	case rep.Wait.P50 > 0:
+		ratio := worst / rep.Wait.P50
+		f.BandWaitRatioMax = &ratio
+	case worst == 0:
+		one := 1.0
+		f.BandWaitRatioMax = &one
+	}
 }
 
 func gap(run float64, xs []float64, groups, minSize, maxSize int, exact bool) (Gap, error) {
@@ -371,9 +596,22 @@ func (rep *Report) WriteText(w io.Writer) error {
 	}
 	writeGap("skill gap", rep.Gap)
 	writeGap("player skill gap", rep.PlayerGap)
+	fmt.Fprintf(&b, "arrival-aware    run %.0f   reference %.0f (%.2f per match)   ratio %.3f   %s\n",
+		rep.ArrivalGap.Run, rep.ArrivalGap.Reference, rep.Figures.ReferenceSpread, rep.ArrivalGap.Ratio, rep.ArrivalGap.Method)
+	if bal := rep.Balance; bal != nil {
+		fmt.Fprintf(&b, "balance          %.1f%% of matches within 50 ± 3 %% (with parties %.1f%% of %d, without %.1f%% of %d; matching skill %.1f%%)\n",
+			100*bal.Within3pct, 100*bal.WithParties.Within3pct, bal.WithParties.Matches, 100*bal.WithoutParties.Within3pct, bal.WithoutParties.Matches, 100*bal.MatchingWithin3pct)
+		fmt.Fprintf(&b, "                 expected score off 50 %%: mean %.1f   p90 %.1f   max %.1f points;   team-sized parties in %d matches, %d against another\n",
+			bal.Score.Mean, bal.Score.P90, bal.Score.Max, bal.Stacks, bal.StackVsStack)
+	}
 	if rep.Regions != "" {
-		fmt.Fprintf(&b, "region           %.1f%% of players away from home   latency mean %.0f ms   p90 %.0f ms   max %.0f ms\n",
-			100*rep.AwayFromHome, rep.Latency.Mean, rep.Latency.P90, rep.Latency.Max)
+		fmt.Fprintf(&b, "region           %.1f%% of players in their best region, %.1f%% away from home   latency mean %.0f ms   p90 %.0f ms   max %.0f ms\n",
+			100*rep.BestRegion, 100*rep.AwayFromHome, rep.Latency.Mean, rep.Latency.P90, rep.Latency.Max)
+	}
+	if r := rep.Figures.BandWaitRatioMax; r != nil {
+		fmt.Fprintf(&b, "decile wait      highest decile median ÷ overall median %.2f\n", *r)
+	} else {
+		fmt.Fprintf(&b, "decile wait      overall median 0 s, a decile's above it: ratio unbounded\n")
 	}
 	fmt.Fprintf(&b, "wait by skill decile:\n  decile  skill range     players  matched    p50 s   p90 s   p99 s\n")
 	for i, d := range rep.WaitByDecile {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +111,15 @@ func TestMatchesKeepTheRules(t *testing.T) {
 				t.Fatalf("no match formed with %+v", cfg)
 			}
 			checkRun(t, &cfg.Queue, res)
+			// The run's own matches keep the reference's rule, so the
+			// reference (an optimum or a lower bound) is never above it.
+			rep, err := res.Report()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := rep.ArrivalGap; g.Reference > g.Run+1e-6 {
+				t.Errorf("arrival-aware reference %g above the run's own total %g (%s)", g.Reference, g.Run, g.Method)
+			}
 		})
 	}
 }
@@ -123,6 +134,22 @@ func randomConfig(rng *rand.Rand, set *queues.Set) Config {
 		// free-for-all's short matches common.
 		q.Skill = queues.Window{Initial: 10, PerSecond: 2, Max: 100}
 		q.FillWait = 5 * time.Second
+	}
+	// Region preference and the balance rule on or off, whatever the
+	// example says.
+	switch rng.IntN(3) {
+	case 0:
+		q.RegionWait = 0
+	case 1:
+		q.RegionWait = time.Duration(1+rng.IntN(15)) * time.Second
+	}
+	if q.TeamSize > 1 {
+		switch rng.IntN(3) {
+		case 0:
+			q.Balance = queues.Window{}
+		case 1:
+			q.Balance = queues.Window{Initial: 5 + 30*rng.Float64(), PerSecond: 2 * rng.Float64(), Max: 300}
+		}
 	}
 	// As in shortConfig, leftovers retrying until they expire would be
 	// most of the work.
@@ -226,8 +253,14 @@ func checkMatch(t *testing.T, q *queues.Queue, res *Result, m *contracts.Match, 
 		}
 		stated = true
 		limit := q.LatencyLimit(formed.Sub(tk.CreatedAt))
-		if ms, ok := tk.Latencies[m.Region]; !ok || ms > limit {
+		ms, ok := tk.Latencies[m.Region]
+		if !ok || ms > limit {
 			t.Errorf("ticket %s reaches region %q of match %s in %v ms (listed: %t), limit %v ms", tid, m.Region, m.ID, ms, ok, limit)
+		}
+		// Before its region wait, only its best region will do.
+		if best := slices.Min(slices.Collect(maps.Values(tk.Latencies))); formed.Sub(tk.CreatedAt) < q.RegionWait && ms > best {
+			t.Errorf("ticket %s is in region %q of match %s at %v ms after %v, before its region wait %v, with a region at %v ms",
+				tid, m.Region, m.ID, ms, formed.Sub(tk.CreatedAt), q.RegionWait, best)
 		}
 	}
 	if !stated && m.Region != "" {
@@ -265,6 +298,29 @@ func checkMatch(t *testing.T, q *queues.Queue, res *Result, m *contracts.Match, 
 
 	if spread, window := slices.Max(skills)-slices.Min(skills), q.Skill.At(formed.Sub(oldest)); spread > window+1e-9 {
 		t.Errorf("match %s: skill spread %v over the oldest ticket's window %v", m.ID, spread, window)
+	}
+
+	// Balance: team means of the players' own skills within the balance
+	// window of the oldest ticket.
+	if q.TeamSize > 1 {
+		skillOf := map[string]float64{}
+		for _, tid := range m.TicketIDs {
+			tk, _ := res.Ticket(tid)
+			for _, p := range tk.Players {
+				skillOf[p.ID] = p.Skill
+			}
+		}
+		var means []float64
+		for _, team := range m.Teams {
+			total := 0.0
+			for _, p := range team {
+				total += skillOf[p]
+			}
+			means = append(means, total/float64(len(team)))
+		}
+		if gap, limit := slices.Max(means)-slices.Min(means), q.BalanceLimit(formed.Sub(oldest)); gap > limit+1e-9 {
+			t.Errorf("match %s: team means %v apart, over the balance window %v", m.ID, gap, limit)
+		}
 	}
 }
 
@@ -368,5 +424,73 @@ func TestParseMixes(t *testing.T) {
 				t.Errorf("parsing %q gave %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestBalanceReport(t *testing.T) {
+	q, _ := exampleQueues(t).Get("ranked-2v2")
+	// Four matches of 2v2: even solos; solos 20 points of mean apart
+	// (inside 50 ± 3 %, which allows 20.87); a duo 22 apart (outside);
+	// and two duos.
+	res := &Result{Config: Config{Queue: q}, byID: map[string]int{}}
+	add := func(id string, skills ...float64) {
+		t := Ticket{Match: len(res.Matches)}
+		t.ID = id
+		for i, s := range skills {
+			t.Players = append(t.Players, contracts.Player{ID: fmt.Sprintf("%s.%d", id, i), Skill: s})
+		}
+		t.Skill = q.PartySkill(skills)
+		res.byID[id] = len(res.Tickets)
+		res.Tickets = append(res.Tickets, t)
+	}
+	match := func(teams ...[]string) {
+		m := contracts.Match{Teams: teams}
+		for _, team := range teams {
+			for _, p := range team {
+				id, _, _ := strings.Cut(p, ".")
+				if !slices.Contains(m.TicketIDs, id) {
+					m.TicketIDs = append(m.TicketIDs, id)
+				}
+			}
+		}
+		res.Matches = append(res.Matches, m)
+	}
+	add("a", 1500)
+	add("b", 1500)
+	add("c", 1500)
+	add("d", 1500)
+	match([]string{"a.0", "b.0"}, []string{"c.0", "d.0"})
+	add("e", 1520)
+	add("f", 1520)
+	add("g", 1500)
+	add("h", 1500)
+	match([]string{"e.0", "f.0"}, []string{"g.0", "h.0"})
+	add("i", 1522, 1522)
+	add("j", 1500)
+	add("k", 1500)
+	match([]string{"i.0", "i.1"}, []string{"j.0", "k.0"})
+	add("l", 1500, 1500)
+	add("m", 1510, 1490)
+	match([]string{"l.0", "l.1"}, []string{"m.0", "m.1"})
+	skillOf, partyOf := map[string]float64{}, map[string]float64{}
+	for _, tk := range res.Tickets {
+		for _, p := range tk.Players {
+			skillOf[p.ID], partyOf[p.ID] = p.Skill, tk.Skill
+		}
+	}
+	b := res.balance(skillOf, partyOf)
+	if b.Matches != 4 || b.Within3pct != 0.75 {
+		t.Errorf("%d matches, %.2f within 3 %%; want 4 and 0.75", b.Matches, b.Within3pct)
+	}
+	if b.WithParties != (BalanceShare{Matches: 2, Within3pct: 0.5}) || b.WithoutParties != (BalanceShare{Matches: 2, Within3pct: 1}) {
+		t.Errorf("with parties %+v, without %+v", b.WithParties, b.WithoutParties)
+	}
+	if b.Stacks != 2 || b.StackVsStack != 1 {
+		t.Errorf("%d matches with a duo, %d duo against duo; want 2 and 1", b.Stacks, b.StackVsStack)
+	}
+	// In matching skill the mixed duo m counts at 1500 + 0.25 × 20 = 1505:
+	// still within.
+	if b.MatchingWithin3pct != 0.75 {
+		t.Errorf("matching skill: %.2f within 3 %%, want 0.75", b.MatchingWithin3pct)
 	}
 }

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/wcharczuk/go-chart/v2"
 	"github.com/wcharczuk/go-chart/v2/drawing"
@@ -110,4 +114,81 @@ func format(f string) chart.ValueFormatter {
 		}
 		return fmt.Sprint(v)
 	}
+}
+
+// writeSweepChart draws the trade-off of a sweep: each run's wait p90
+// against its mean spread, one line per growth factor, and beside each
+// run, at the same wait, the arrival-aware reference's mean spread for the
+// same tickets (grey dots; the legend says whether they are the optimum or
+// a lower bound).
+func writeSweepChart(path string, cfg sim.Config, points []sim.SweepPoint) error {
+	palette := []string{"1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b"}
+	var rates []float64
+	for _, p := range points {
+		if !slices.Contains(rates, p.RateFactor) {
+			rates = append(rates, p.RateFactor)
+		}
+	}
+	var series []chart.Series
+	var rx, ry []float64
+	exact := true
+	for k, rate := range rates {
+		var xs, ys []float64
+		var run []sim.SweepPoint
+		for _, p := range points {
+			if p.RateFactor == rate {
+				run = append(run, p)
+			}
+		}
+		slices.SortFunc(run, func(a, b sim.SweepPoint) int { return cmp.Compare(a.WaitP90, b.WaitP90) })
+		for _, p := range run {
+			xs, ys = append(xs, p.WaitP90), append(ys, p.MeanSpread)
+			rx, ry = append(rx, p.WaitP90), append(ry, p.ReferenceSpread)
+			exact = exact && p.ReferenceExact
+		}
+		c := drawing.ColorFromHex(palette[k%len(palette)])
+		series = append(series, chart.ContinuousSeries{
+			Name:    fmt.Sprintf("matcher, growth ×%g, initial ×%s", rate, factorsOf(run)),
+			Style:   chart.Style{StrokeWidth: 2, StrokeColor: c, DotWidth: 5, DotColor: c},
+			XValues: xs, YValues: ys,
+		})
+	}
+	name := "reference (optimum), same tickets, waits"
+	if !exact {
+		name = "reference (lower bound), same tickets, waits"
+	}
+	grey := drawing.ColorFromHex("333333")
+	series = append(series, chart.ContinuousSeries{
+		Name:    name,
+		Style:   chart.Style{StrokeWidth: chart.Disabled, DotWidth: 5, DotColor: grey, StrokeColor: grey},
+		XValues: rx, YValues: ry,
+	})
+	top, right := 0.0, 0.0
+	for _, p := range points {
+		top, right = max(top, p.MeanSpread), max(right, p.WaitP90)
+	}
+	graph := chart.Chart{
+		Title:      cfg.Queue.Name + ": wait p90 against mean spread",
+		TitleStyle: chart.Style{FontSize: 14},
+		Width:      1100,
+		Height:     560,
+		Background: chart.Style{Padding: chart.Box{Top: 50, Left: 330, Right: 20, Bottom: 20}},
+		XAxis:      chart.XAxis{Name: fmt.Sprintf("wait p90 (s): the skill window swept, %g players/s for %s, seed %d", cfg.Rate, cfg.Duration, cfg.Seed), ValueFormatter: format("%.1f"), Range: &chart.ContinuousRange{Min: 0, Max: 1.1 * right}},
+		YAxis:      chart.YAxis{Name: "mean spread (skill)", ValueFormatter: format("%.0f"), Range: &chart.ContinuousRange{Min: 0, Max: 1.1 * top}},
+		Series:     series,
+	}
+	graph.Elements = []chart.Renderable{chart.LegendLeft(&graph)}
+	var buf bytes.Buffer
+	if err := graph.Render(chart.PNG, &buf); err != nil {
+		return fmt.Errorf("rendering: %w", err)
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+func factorsOf(points []sim.SweepPoint) string {
+	var fs []string
+	for _, p := range points {
+		fs = append(fs, strconv.FormatFloat(p.InitialFactor, 'g', -1, 64))
+	}
+	return strings.Join(fs, ", ")
 }

@@ -1,13 +1,16 @@
 // Command simulate replays a seeded arrival stream through the matcher on a
 // virtual clock and reports the quality of the matches it formed: waits,
 // skill spread, team balance, and the run's total skill gap against the
-// offline optimum for the same players.
+// offline optimum for the same players. With -sweep-initial and
+// -sweep-rate it runs once per pair of skill window factors instead and
+// reports the trade-off between wait and spread.
 //
 //	go run ./matcher/sim/cmd/simulate -queues examples/queues.yaml -queue ranked-5v5 \
 //	    -rate 40 -duration 10m -parties 1:0.6,2:0.2,5:0.2 -chart wait.png
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quickmatch/quickmatch/internal/queues"
@@ -49,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		candidates = fs.Int("candidates", 0, "pool entries one search reads (0: the matcher's default)")
 		jsonOut    = fs.String("json", "", "write the report as JSON to this file")
 		chartOut   = fs.String("chart", "", "write a PNG chart of wait time against skill to this file")
+		sweepInit  = fs.String("sweep-initial", "", "sweep: factors for the skill window's initial width, comma-separated (with -sweep-rate)")
+		sweepRate  = fs.String("sweep-rate", "", "sweep: factors for the skill window's growth per second, comma-separated")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,6 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Hop:         *hop,
 		Candidates:  *candidates,
 	}
+	if *sweepInit != "" || *sweepRate != "" {
+		return sweep(ctx, cfg, *sweepInit, *sweepRate, *jsonOut, *chartOut, stdout, stderr)
+	}
 	start := time.Now()
 	res, err := sim.Run(ctx, cfg)
 	if err != nil {
@@ -110,6 +120,66 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// sweep runs cfg for every pair of window factors and reports each run's
+// figures: a table, and the JSON and the trade-off chart if asked for.
+func sweep(ctx context.Context, cfg sim.Config, initial, rate, jsonOut, chartOut string, stdout, stderr io.Writer) error {
+	fi, err := factors(cmp.Or(initial, "1"))
+	if err != nil {
+		return fmt.Errorf("-sweep-initial: %w", err)
+	}
+	fr, err := factors(cmp.Or(rate, "1"))
+	if err != nil {
+		return fmt.Errorf("-sweep-rate: %w", err)
+	}
+	start := time.Now()
+	points, err := sim.Sweep(ctx, cfg, fi, fr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "swept %d runs in %v\n", len(points), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "queue %s: seed %d, %g players/s for %s; parties %s\n", cfg.Queue.Name, cfg.Seed, cfg.Rate, cfg.Duration, sim.FormatParties(cfg.Parties))
+	fmt.Fprintf(stdout, "  window (initial, /s)   wait p50  p90 s   spread  reference  ratio   fair    best region  decile wait ratio\n")
+	opt := func(p *float64, scale float64, f string) string {
+		if p == nil {
+			return "—"
+		}
+		return fmt.Sprintf(f, *p*scale)
+	}
+	for _, p := range points {
+		fmt.Fprintf(stdout, "  %7.1f, %6.2f        %6.1f %6.1f   %6.1f   %6.1f   %6.3f   %6s   %6s       %s\n",
+			p.SkillWindow.Initial, p.SkillWindow.PerSecond, p.WaitP50, p.WaitP90, p.MeanSpread, p.ReferenceSpread, p.Ratio,
+			opt(p.BalanceWithin3pct, 100, "%.1f%%"), opt(p.BestRegionShare, 100, "%.1f%%"), opt(p.BandWaitRatioMax, 1, "%.2f"))
+	}
+	if jsonOut != "" {
+		b, err := json.MarshalIndent(points, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding the sweep: %w", err)
+		}
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("writing the sweep JSON: %w", err)
+		}
+	}
+	if chartOut != "" {
+		if err := writeSweepChart(chartOut, cfg, points); err != nil {
+			return fmt.Errorf("writing the sweep chart: %w", err)
+		}
+	}
+	return nil
+}
+
+// factors reads a comma-separated list of positive numbers.
+func factors(s string) ([]float64, error) {
+	var out []float64
+	for _, item := range strings.Split(s, ",") {
+		f, err := strconv.ParseFloat(strings.TrimSpace(item), 64)
+		if err != nil || !(f > 0) {
+			return nil, fmt.Errorf("factor %q: want a positive number", item)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 func loadQueue(file, name string) (queues.Queue, error) {
