@@ -30,6 +30,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/auth"
 	"github.com/quickmatch/quickmatch/internal/auth/authtest"
 	"github.com/quickmatch/quickmatch/internal/broker/membroker"
+	"github.com/quickmatch/quickmatch/internal/dashboard"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/queues"
@@ -300,20 +301,16 @@ func newSpecAPI(t *testing.T) *specAPI {
 	log := slog.New(slog.DiscardHandler)
 	poller := &longpoll.Poller{Hub: api.hub, MaxWait: 30 * time.Second, Log: log}
 
-	mountWith := func(authn *httpapi.Authenticator, st interface {
-		front.Store
-		assigner.ServerStore
-	}) chi.Router {
+	mountWith := func(authn *httpapi.Authenticator, st specStore) chi.Router {
 		r := httpapi.NewRouter()
+		dash := dashboard.New(dashboard.Config{Queues: qs, Store: st, Auth: authn, Log: log})
+		dash.Mount(r)
 		front.New(front.Config{Queues: qs, Store: st, Publisher: b, Poller: poller, Log: log, Auth: authn,
-			Regions: []string{"eu-west", "us-east"}, PlayerCreates: auth.NewLimiter(0.001, 1, 100)}).Mount(r)
+			Regions: []string{"eu-west", "us-east"}, PlayerCreates: auth.NewLimiter(0.001, 1, 100), Waits: dash}).Mount(r)
 		assigner.NewHTTP(assigner.HTTPConfig{Store: st, Poller: poller, ServerTTL: time.Minute, Log: log, Auth: authn}).Mount(r)
 		return r
 	}
-	mount := func(st interface {
-		front.Store
-		assigner.ServerStore
-	}) chi.Router {
+	mount := func(st specStore) chi.Router {
 		return mountWith(httpapi.Open(), st)
 	}
 	api.router = mount(api.store)
@@ -331,6 +328,14 @@ func newSpecAPI(t *testing.T) *specAPI {
 	t.Cleanup(down.Close)
 	api.downURL = down.URL
 	return api
+}
+
+// specStore is what the mounted APIs read and change: the front's and the
+// assigner's parts of the store, and the dashboard's.
+type specStore interface {
+	front.Store
+	assigner.ServerStore
+	dashboard.Store
 }
 
 // waitForPolls waits until n long-polls are held, so that the change made
@@ -391,6 +396,14 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "GET", path: "/v1/tickets/" + t1.ID + "?wait=1s&after=-1", status: 400, offSpec: true},
 		{method: "GET", path: "/v1/tickets/" + longID, status: 400, offSpec: true},
 		{method: "GET", path: "/v1/tickets/t-404", status: 404},
+		{method: "GET", path: "/v1/tickets/" + t1.ID + "/explain", status: 200},
+		{method: "GET", path: "/v1/tickets/t-404/explain", status: 404},
+		{method: "GET", path: "/v1/tickets/" + longID + "/explain", status: 400, offSpec: true},
+		{method: "GET", path: "/v1/dashboard", status: 200},
+		{method: "GET", path: "/dashboard", status: 200},
+		{method: "GET", path: "/dashboard/app.js", status: 200},
+		{method: "GET", path: "/dashboard/style.css", status: 200},
+		{method: "GET", path: "/dashboard/secrets.txt", status: 404, offSpec: true},
 		{method: "DELETE", path: "/v1/tickets/t-404", status: 404},
 		{method: "DELETE", path: "/v1/tickets/" + longID, status: 400, offSpec: true},
 	} {
@@ -418,6 +431,11 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 		t.Fatalf("ticket after the match: %+v", got)
 	}
 	c.do(t, base, call{method: "DELETE", path: "/v1/tickets/" + t1.ID, status: 409})
+	// Matched, waiting for a server: no game server has registered yet.
+	x := decodeJSON[contracts.Explanation](t, c.do(t, base, call{method: "GET", path: "/v1/tickets/" + t1.ID + "/explain", status: 200}))
+	if x.Status != contracts.StatusMatched || len(x.Blockers) != 1 || x.Blockers[0].Code != contracts.BlockNoServerCapacity {
+		t.Errorf("explanation of a matched ticket with no server: %+v", x)
+	}
 
 	t3 := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-3"), status: 201}))
 	for range 2 {
@@ -539,6 +557,12 @@ func (downStore) Allocations(context.Context, string) (contracts.Allocations, er
 	return contracts.Allocations{}, errDown
 }
 func (downStore) EndMatch(context.Context, string, string, time.Time) error { return errDown }
+func (downStore) Stats(context.Context, time.Time) (store.Stats, error) {
+	return store.Stats{}, errDown
+}
+func (downStore) Candidates(context.Context, string, float64, float64, int) ([]store.PoolEntry, error) {
+	return nil, errDown
+}
 
 func unavailableScenario(t *testing.T, c *specChecker, api *specAPI) {
 	for _, cl := range []call{
@@ -553,6 +577,8 @@ func unavailableScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "DELETE", path: "/v1/servers/gs-1/matches/m-1", status: 503},
 		{method: "GET", path: "/v1/tickets/t-1/events", status: 503},
 		{method: "GET", path: "/v1/servers/gs-1/allocations/events", status: 503},
+		{method: "GET", path: "/v1/tickets/t-1/explain", status: 503},
+		{method: "GET", path: "/v1/dashboard", status: 503},
 	} {
 		p := decodeJSON[contracts.Problem](t, c.do(t, api.downURL, cl))
 		if p.Code != contracts.CodeUnavailable || p.Detail != "" {
@@ -590,6 +616,9 @@ func opsScenario(t *testing.T, c *specChecker) {
 		{method: "GET", path: "/healthz", status: 200},
 		{method: "GET", path: "/readyz", status: 200},
 		{method: "GET", path: "/metrics", status: 200},
+		{method: "GET", path: "/dashboard", status: 200},
+		{method: "GET", path: "/dashboard/app.js", status: 200},
+		{method: "GET", path: "/v1/dashboard", status: 200},
 	} {
 		c.do(t, base, cl)
 	}
@@ -666,6 +695,8 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{"DELETE", "/v1/servers/gs-auth/matches/m-1", "", player},
 		{"GET", "/v1/tickets/" + tk.ID + "/events", "", server},
 		{"GET", "/v1/servers/gs-auth/allocations/events", "", player},
+		{"GET", "/v1/tickets/" + tk.ID + "/explain", "", server},
+		{"GET", "/v1/dashboard", "", player},
 	}
 	for _, r := range routes {
 		a := c.do(t, base, call{method: r.method, path: r.path, body: r.body, status: 401})
@@ -681,8 +712,11 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 }
 
 func init() {
-	// The streams' bodies are text, checked by the scenarios themselves.
-	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
+	// The streams' bodies and the dashboard's files are text, checked by
+	// the scenarios themselves.
+	for _, typ := range []string{"text/event-stream", "text/html", "text/javascript", "text/css"} {
+		openapi3filter.RegisterBodyDecoder(typ, openapi3filter.FileBodyDecoder)
+	}
 }
 
 // readBody reads an answer's body; of an event stream, which may not end,

@@ -69,6 +69,9 @@ type Config struct {
 	// Regions are the regions a ticket may name besides those game
 	// servers have registered in.
 	Regions []string
+	// Waits estimates the rest of a searching ticket's wait for its
+	// explanation (explain.go); nil gives none.
+	Waits WaitEstimator
 }
 
 // finishTimeout bounds the steps of a create that must complete once the
@@ -89,6 +92,7 @@ type API struct {
 	auth     *httpapi.Authenticator
 	limits   map[auth.Role]*auth.Limiter
 	regions  *regions
+	explain  *explainer
 }
 
 // New builds the API from cfg.
@@ -103,6 +107,7 @@ func New(cfg Config) *API {
 		now:       cfg.Now,
 		auth:      cfg.Auth,
 		limits:    map[auth.Role]*auth.Limiter{auth.RolePlayer: cfg.PlayerCreates, auth.RoleService: cfg.ServiceCreates},
+		explain:   &explainer{waits: cfg.Waits},
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -129,6 +134,7 @@ func (a *API) Mount(r chi.Router) {
 		r.Post("/v1/tickets", a.createTicket)
 		r.Get("/v1/tickets/{id}", a.getTicket)
 		r.Get("/v1/tickets/{id}/events", a.streamTicket)
+		r.Get("/v1/tickets/{id}/explain", a.explainTicket)
 		r.Delete("/v1/tickets/{id}", a.cancelTicket)
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/front"
 	"github.com/quickmatch/quickmatch/internal/broker"
+	"github.com/quickmatch/quickmatch/internal/dashboard"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/metrics"
@@ -66,6 +67,7 @@ type App struct {
 	srv     *http.Server
 	ready   *readiness
 	auth    *httpapi.Authenticator
+	dash    *dashboard.Dashboard
 	// stopAuth ends the verifier's key refresh.
 	stopAuth context.CancelFunc
 
@@ -124,6 +126,7 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 		stopping: make(chan struct{}),
 	}
 	a.ready = newReadiness(deps, a.listenerReady())
+	a.dash = newDashboard(&cfg, roles, deps, authn, a.metrics, log)
 	handler := a.routes(reg)
 	if cfg.Tracing {
 		handler = otelhttp.NewHandler(handler, "http",
@@ -184,6 +187,7 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 		r.Use(nameSpan)
 	}
 	mountOps(r, reg, a.ready)
+	a.dash.Mount(r)
 	poller := &longpoll.Poller{
 		Hub:      a.hub,
 		MaxWait:  a.cfg.PollMax,
@@ -205,6 +209,7 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 			PlayerCreates:  createLimiter(a.cfg.CreateRate, a.cfg.CreateBurst),
 			ServiceCreates: createLimiter(a.cfg.ServiceCreateRate, a.cfg.ServiceCreateBurst),
 			Regions:        a.cfg.Regions,
+			Waits:          a.dash,
 		}).Mount(r)
 	}
 	if a.roles&Assigner != 0 {
@@ -218,6 +223,17 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 		}).Mount(r)
 	}
 	return r
+}
+
+// newDashboard is the process's dashboard (GET /dashboard): every process
+// serves it, and a front's ticket explanations take their wait estimates
+// from it. Only a process that runs a matcher counts matches itself.
+func newDashboard(cfg *Config, roles Role, deps *Deps, authn *httpapi.Authenticator, m *metrics.Metrics, log *slog.Logger) *dashboard.Dashboard {
+	dc := dashboard.Config{Queues: cfg.Queues, Store: deps.Store, Auth: authn, Log: log, Now: time.Now}
+	if roles&Matcher != 0 {
+		dc.Matches = dashboard.CounterByLabel(m.MatchesFormed, "queue")
+	}
+	return dashboard.New(dc)
 }
 
 // stage is a group of components that stop together.
@@ -269,6 +285,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.holdsPolls() {
 		listen.goRun(g, "store listener", func(ctx context.Context) error { return a.hub.Run(ctx, a.deps.Store) })
 	}
+	listen.goRun(g, "dashboard", a.dash.Run)
 	if a.roles&Matcher != 0 {
 		m := matcher.New(matcher.Config{
 			Queues:    a.cfg.Queues,

@@ -163,6 +163,8 @@ func TestAuthRoutes(t *testing.T) {
 				{"create", http.MethodPost, "/v1/tickets", player("pc", 0)},
 				{"read", http.MethodGet, "/v1/tickets/" + tb, nil},
 				{"poll", http.MethodGet, "/v1/tickets/" + tb + "?wait=50ms&after=1", nil},
+				{"explain", http.MethodGet, "/v1/tickets/" + tb + "/explain", nil},
+				{"dashboard", http.MethodGet, "/v1/dashboard", nil},
 				{"register", http.MethodPut, "/v1/servers/gs-b", contracts.ServerRequest{Address: "6.6.6.6:7777", Region: "eu-west", Capacity: 1}},
 				{"server", http.MethodGet, "/v1/servers/gs-b", nil},
 				{"allocations", http.MethodGet, "/v1/servers/gs-b/allocations", nil},
@@ -203,17 +205,18 @@ func TestAuthRoutes(t *testing.T) {
 				{"unknown role", tok("HS256", claims("pb", "admin")), false, all(u)},
 				{"token in the query string", pb, true, all(u)},
 				{"player on another's ticket and server", tok("HS256", claims("pa", "player")), false, map[string]int{
-					"create": f, "read": n, "poll": n, "cancel": n,
+					"create": f, "read": n, "poll": n, "explain": n, "dashboard": f, "cancel": n,
 					"register": f, "server": f, "allocations": f, "end match": f, "drain": f}},
 				{"server on another server and on tickets", tok("ES256", claims("gs-a", "server")), false, all(f)},
 				{"the ticket's own player", pb, false, map[string]int{
-					"create": f, "read": http.StatusOK, "poll": http.StatusOK,
+					"create": f, "read": http.StatusOK, "poll": http.StatusOK, "explain": http.StatusOK, "dashboard": f,
 					"register": f, "server": f, "allocations": f, "end match": f, "cancel": -1, "drain": f}},
 				{"service", service, false, map[string]int{
-					"create": http.StatusCreated, "read": http.StatusOK, "poll": http.StatusOK, "cancel": http.StatusOK,
+					"create": http.StatusCreated, "read": http.StatusOK, "poll": http.StatusOK, "explain": http.StatusOK, "dashboard": http.StatusOK,
+					"cancel": http.StatusOK,
 					"register": f, "server": f, "allocations": f, "end match": f, "drain": f}},
 				{"the server itself", tok("EdDSA", claims("gs-b", "server")), false, map[string]int{
-					"create": f, "read": f, "poll": f, "cancel": f,
+					"create": f, "read": f, "poll": f, "explain": f, "dashboard": f, "cancel": f,
 					"register": http.StatusOK, "server": http.StatusOK, "allocations": http.StatusOK,
 					"end match": n, "drain": http.StatusOK}},
 			}
