@@ -213,7 +213,7 @@ func TestAuthRoutes(t *testing.T) {
 					"register": f, "server": f, "allocations": f, "end match": f, "cancel": -1, "drain": f}},
 				{"service", service, false, map[string]int{
 					"create": http.StatusCreated, "read": http.StatusOK, "poll": http.StatusOK, "explain": http.StatusOK, "dashboard": http.StatusOK,
-					"cancel": http.StatusOK,
+					"cancel":   http.StatusOK,
 					"register": f, "server": f, "allocations": f, "end match": f, "drain": f}},
 				{"the server itself", tok("EdDSA", claims("gs-b", "server")), false, map[string]int{
 					"create": f, "read": f, "poll": f, "explain": f, "dashboard": f, "cancel": f,
