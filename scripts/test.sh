@@ -35,9 +35,10 @@ fi
 go vet ./...
 go tool staticcheck ./...
 
-if [ $# -eq 0 ]; then set -- ./...; fi
+all=false
+if [ $# -eq 0 ]; then all=true; set -- ./...; fi
 go test -race -count=1 -timeout 20m "$@"
-if [ $# -eq 0 ]; then
+if $all; then
   # The TypeScript client, against the embedded matchmaker.
   clients/typescript/test.sh
 fi
