@@ -16,29 +16,8 @@ import (
 
 	"github.com/quickmatch/quickmatch/assigner/gameserver"
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
-
-// fakeClock records the retry waits instead of sleeping them.
-type fakeClock struct {
-	mu    sync.Mutex
-	slept []time.Duration
-}
-
-func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.slept = append(f.slept, d)
-	return nil
-}
-
-func (f *fakeClock) waits() []time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]time.Duration(nil), f.slept...)
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -165,7 +144,7 @@ func TestRunDeliversEachMatchOnce(t *testing.T) {
 		done = make(chan struct{})
 	)
 	gs, err := gameserver.New(gameserver.Config{ID: "gs-1", URLs: []string{sa.URL, sb.URL}, Registration: registration,
-		Retry: gameserver.RetryPolicy{Sleep: (&fakeClock{}).Sleep},
+		Retry: gameserver.RetryPolicy{Sleep: (&apiclienttest.Clock{}).Sleep},
 		Handler: func(ctx context.Context, al contracts.Allocation) {
 			mu.Lock()
 			got = append(got, al.MatchID)
@@ -263,7 +242,7 @@ func TestRunFirstRegistration(t *testing.T) {
 			f := &fakeAssigner{ttl: time.Minute, register: tt.answer}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
-			clock := &fakeClock{}
+			clock := &apiclienttest.Clock{}
 			var reported atomic.Int64
 			gs, err := gameserver.New(gameserver.Config{ID: "gs-1", URLs: []string{srv.URL}, Registration: registration,
 				Retry: gameserver.RetryPolicy{Sleep: clock.Sleep}, OnError: func(error) { reported.Add(1) }})
@@ -293,7 +272,7 @@ func TestRunFirstRegistration(t *testing.T) {
 			if err := <-runDone; err != nil && !errors.Is(err, context.Canceled) {
 				t.Fatalf("Run: %v", err)
 			}
-			waits := clock.waits()
+			waits := clock.Waits()
 			if len(waits) < tt.wantWaits {
 				t.Fatalf("waits %v; want %d", waits, tt.wantWaits)
 			}
@@ -340,7 +319,7 @@ func TestEnd(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			gs, err := gameserver.New(gameserver.Config{ID: "gs-1", URLs: []string{srv.URL}, Retry: gameserver.RetryPolicy{Sleep: (&fakeClock{}).Sleep}})
+			gs, err := gameserver.New(gameserver.Config{ID: "gs-1", URLs: []string{srv.URL}, Retry: gameserver.RetryPolicy{Sleep: (&apiclienttest.Clock{}).Sleep}})
 			if err != nil {
 				t.Fatal(err)
 			}

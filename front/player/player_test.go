@@ -14,29 +14,8 @@ import (
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/front/player"
+	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
-
-// fakeClock records the retry waits instead of sleeping them.
-type fakeClock struct {
-	mu    sync.Mutex
-	slept []time.Duration
-}
-
-func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.slept = append(f.slept, d)
-	return nil
-}
-
-func (f *fakeClock) waits() []time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]time.Duration(nil), f.slept...)
-}
 
 // seenRequest is what a fake front noted of a request.
 type seenRequest struct {
@@ -106,7 +85,7 @@ func TestCreateBacksOff(t *testing.T) {
 	a, b := httptest.NewServer(handler("a")), httptest.NewServer(handler("b"))
 	defer a.Close()
 	defer b.Close()
-	clock := &fakeClock{}
+	clock := &apiclienttest.Clock{}
 	var minted atomic.Int64
 	p, err := player.New(player.Config{Fronts: []string{a.URL, b.URL}, Retry: player.RetryPolicy{Sleep: clock.Sleep},
 		Token: func(context.Context) (string, error) { return fmt.Sprintf("tok-%d", minted.Add(1)), nil }})
@@ -117,7 +96,7 @@ func TestCreateBacksOff(t *testing.T) {
 	if err != nil || tk.ID != "t-1" {
 		t.Fatalf("Create = %+v, %v", tk, err)
 	}
-	waits := clock.waits()
+	waits := clock.Waits()
 	if len(waits) != 2 || waits[0] < 2*time.Second || waits[1] < 3*time.Second {
 		t.Errorf("waits %v; want at least the Retry-After of each: 2s, 3s", waits)
 	}
@@ -200,7 +179,7 @@ func TestWatchResumesOnAnotherFront(t *testing.T) {
 	b := streamFront("b", &l, all, false)
 	defer a.Close()
 	defer b.Close()
-	p, err := player.New(player.Config{Fronts: []string{a.URL, b.URL}, Retry: player.RetryPolicy{Sleep: (&fakeClock{}).Sleep}})
+	p, err := player.New(player.Config{Fronts: []string{a.URL, b.URL}, Retry: player.RetryPolicy{Sleep: (&apiclienttest.Clock{}).Sleep}})
 	if err != nil {
 		t.Fatal(err)
 	}

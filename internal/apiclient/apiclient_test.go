@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
 
 // answer is one scripted answer of a test server.
@@ -64,7 +65,7 @@ func dropConn(w http.ResponseWriter) {
 	}
 }
 
-func newTestClient(t *testing.T, clock *fakeClock, tries int, bases ...string) *Client {
+func newTestClient(t *testing.T, clock *apiclienttest.Clock, tries int, bases ...string) *Client {
 	t.Helper()
 	c, err := New(Config{Bases: bases, Retry: RetryPolicy{Tries: tries, Sleep: clock.Sleep},
 		Token: func(context.Context) (string, error) { return "tok", nil }})
@@ -102,7 +103,7 @@ func TestDoRetries(t *testing.T) {
 			s := &script{answers: tt.answers}
 			srv := httptest.NewServer(s)
 			defer srv.Close()
-			clock := &fakeClock{}
+			clock := &apiclienttest.Clock{}
 			c := newTestClient(t, clock, tt.tries, srv.URL)
 			var out struct{ ID string }
 			res, err := c.Do(t.Context(), Call{Method: http.MethodGet, Path: "/v1/tickets/t-1", Want: http.StatusOK}, &out)
@@ -126,7 +127,7 @@ func TestDoRetries(t *testing.T) {
 			if got := len(s.requests()); got != tt.wantTries {
 				t.Errorf("%d requests; want %d", got, tt.wantTries)
 			}
-			waits := clock.waits()
+			waits := clock.Waits()
 			if len(waits) != len(tt.minWaits) {
 				t.Fatalf("waits %v; want %d of them", waits, len(tt.minWaits))
 			}
@@ -164,7 +165,7 @@ func TestDoMovesOn(t *testing.T) {
 			sa, sb := httptest.NewServer(a), httptest.NewServer(b)
 			defer sa.Close()
 			defer sb.Close()
-			c := newTestClient(t, &fakeClock{}, 0, sa.URL, sb.URL)
+			c := newTestClient(t, &apiclienttest.Clock{}, 0, sa.URL, sb.URL)
 			for range 2 {
 				if _, err := c.Do(t.Context(), Call{Method: http.MethodGet, Path: "/x", Want: http.StatusOK}, nil); err != nil {
 					t.Fatal(err)
@@ -183,7 +184,7 @@ func TestDoRefusedBase(t *testing.T) {
 	live := &script{answers: []answer{{status: 200}}}
 	srv := httptest.NewServer(live)
 	defer srv.Close()
-	c := newTestClient(t, &fakeClock{}, 0, dead.URL, srv.URL)
+	c := newTestClient(t, &apiclienttest.Clock{}, 0, dead.URL, srv.URL)
 	var errs atomic.Int64
 	c.onError = func(error) { errs.Add(1) }
 	res, err := c.Do(t.Context(), Call{Method: http.MethodGet, Path: "/x", Want: http.StatusOK}, nil)
@@ -208,7 +209,7 @@ func TestGoneAfterLoss(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(&script{answers: tt.answers})
 			defer srv.Close()
-			c := newTestClient(t, &fakeClock{}, 0, srv.URL)
+			c := newTestClient(t, &apiclienttest.Clock{}, 0, srv.URL)
 			_, err := c.Do(t.Context(), Call{Method: http.MethodDelete, Path: "/m", Want: http.StatusNoContent, GoneAfterLoss: true}, nil)
 			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrNotFound)) {
 				t.Errorf("Do = %v; want error %v", err, tt.wantErr)
@@ -229,7 +230,7 @@ func TestDoContextEnds(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	c := newTestClient(t, &fakeClock{}, 0, srv.URL)
+	c := newTestClient(t, &apiclienttest.Clock{}, 0, srv.URL)
 	reported := false
 	c.onError = func(error) { reported = true }
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)

@@ -3,32 +3,11 @@ package apiclient
 import (
 	"context"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
-
-// fakeClock records the waits of a retry policy instead of sleeping them.
-type fakeClock struct {
-	mu    sync.Mutex
-	slept []time.Duration
-}
-
-func (f *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.slept = append(f.slept, d)
-	return nil
-}
-
-func (f *fakeClock) waits() []time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]time.Duration(nil), f.slept...)
-}
 
 func fixedRand(x float64) func() float64 { return func() float64 { return x } }
 
@@ -93,7 +72,7 @@ func TestWait(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &fakeClock{}
+			clock := &apiclienttest.Clock{}
 			tt.p.Sleep = clock.Sleep
 			ctx := t.Context()
 			if tt.deadline > 0 {
@@ -105,11 +84,11 @@ func TestWait(t *testing.T) {
 			if err != nil || ok != tt.wantOK {
 				t.Fatalf("Wait = %v, %v; want %v", ok, err, tt.wantOK)
 			}
-			if waited := len(clock.waits()) > 0; waited != tt.wantWait {
-				t.Errorf("waited %v, want %v", clock.waits(), tt.wantWait)
+			if waited := len(clock.Waits()) > 0; waited != tt.wantWait {
+				t.Errorf("waited %v, want %v", clock.Waits(), tt.wantWait)
 			}
-			if tt.ra > 0 && tt.wantWait && clock.waits()[0] < tt.ra {
-				t.Errorf("waited %v, less than the Retry-After %v", clock.waits()[0], tt.ra)
+			if tt.ra > 0 && tt.wantWait && clock.Waits()[0] < tt.ra {
+				t.Errorf("waited %v, less than the Retry-After %v", clock.Waits()[0], tt.ra)
 			}
 		})
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
 
 func TestEventReader(t *testing.T) {
@@ -112,7 +114,7 @@ func TestWatchResumes(t *testing.T) {
 	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
 	defer sa.Close()
 	defer sb.Close()
-	c := newTestClient(t, &fakeClock{}, 0, sa.URL, sb.URL)
+	c := newTestClient(t, &apiclienttest.Clock{}, 0, sa.URL, sb.URL)
 	var got []int64
 	err := c.Watch(t.Context(), Watch{Path: "/s", After: 3, Handle: func(ev Event) error {
 		got = append(got, ev.ID)
@@ -145,7 +147,7 @@ func TestWatchIdle(t *testing.T) {
 	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
 	defer sa.Close()
 	defer sb.Close()
-	c := newTestClient(t, &fakeClock{}, 0, sa.URL, sb.URL)
+	c := newTestClient(t, &apiclienttest.Clock{}, 0, sa.URL, sb.URL)
 	var lost []error
 	c.onError = func(err error) { lost = append(lost, err) }
 	start := time.Now()
@@ -176,7 +178,7 @@ func TestWatchRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(tt.handler)
 			defer srv.Close()
-			c := newTestClient(t, &fakeClock{}, 0, srv.URL)
+			c := newTestClient(t, &apiclienttest.Clock{}, 0, srv.URL)
 			reported := 0
 			c.onError = func(error) { reported++ }
 			err := c.Watch(t.Context(), Watch{Path: "/s", Handle: func(Event) error { return nil }})
@@ -193,13 +195,13 @@ func TestWatchGivesUp(t *testing.T) {
 	s := &script{answers: []answer{{status: 503, retryAfter: 1}}}
 	srv := httptest.NewServer(s)
 	defer srv.Close()
-	clock := &fakeClock{}
+	clock := &apiclienttest.Clock{}
 	c := newTestClient(t, clock, 4, srv.URL)
 	err := c.Watch(t.Context(), Watch{Path: "/s", Handle: func(Event) error { return nil }})
-	if !errors.Is(err, ErrUnavailable) || len(s.requests()) != 4 || len(clock.waits()) != 3 {
-		t.Errorf("Watch = %v after %d requests and waits %v; want unavailable after 4", err, len(s.requests()), clock.waits())
+	if !errors.Is(err, ErrUnavailable) || len(s.requests()) != 4 || len(clock.Waits()) != 3 {
+		t.Errorf("Watch = %v after %d requests and waits %v; want unavailable after 4", err, len(s.requests()), clock.Waits())
 	}
-	for _, w := range clock.waits() {
+	for _, w := range clock.Waits() {
 		if w < time.Second {
 			t.Errorf("waited %v, less than the Retry-After", w)
 		}
@@ -209,7 +211,7 @@ func TestWatchGivesUp(t *testing.T) {
 func TestWatchHandlerError(t *testing.T) {
 	srv := httptest.NewServer(&streamFront{events: []int64{1}})
 	defer srv.Close()
-	c := newTestClient(t, &fakeClock{}, 0, srv.URL)
+	c := newTestClient(t, &apiclienttest.Clock{}, 0, srv.URL)
 	boom := &Error{Status: 418} // an *Error of the handler's own is still the handler's
 	if err := c.Watch(t.Context(), Watch{Path: "/s", Handle: func(Event) error { return boom }}); err != boom {
 		t.Errorf("Watch = %v; want the handler's error", err)
