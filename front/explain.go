@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/queues"
@@ -83,14 +81,8 @@ func (x *explainer) statsAt(ctx context.Context, es explainStore, now time.Time)
 }
 
 func (a *API) explainTicket(w http.ResponseWriter, r *http.Request) {
-	p, err := httpapi.Caller(r, ticketRoles...)
-	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
-		return
-	}
-	id := chi.URLParam(r, "id")
-	if err := contracts.CheckID("ticket id", id); err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
+	p, id, ok := a.ticketCall(w, r)
+	if !ok {
 		return
 	}
 	t, err := a.store.Ticket(r.Context(), id)

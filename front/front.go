@@ -402,14 +402,8 @@ func (a *API) undo(ctx context.Context, t contracts.Ticket, cause error) error {
 }
 
 func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
-	p, err := httpapi.Caller(r, ticketRoles...)
-	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
-		return
-	}
-	id := chi.URLParam(r, "id")
-	if err := contracts.CheckID("ticket id", id); err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
+	p, id, ok := a.ticketCall(w, r)
+	if !ok {
 		return
 	}
 	ready, err := untilOf(r)
@@ -420,6 +414,21 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request) {
 	src := a.ticketSource(p, id)
 	src.Ready = ready
 	a.poller.ServeWith(w, r, store.ChangeTicket, id, src)
+}
+
+// ticketCall is the caller and the checked ticket id of a request on
+// /v1/tickets/{id}, or false once it has answered the request with a
+// problem.
+func (a *API) ticketCall(w http.ResponseWriter, r *http.Request) (auth.Principal, string, bool) {
+	p, err := httpapi.Caller(r, ticketRoles...)
+	if err == nil {
+		id := chi.URLParam(r, "id")
+		if err = contracts.CheckID("ticket id", id); err == nil {
+			return p, id, true
+		}
+	}
+	httpapi.WriteProblem(w, r, a.log, err)
+	return auth.Principal{}, "", false
 }
 
 // ticketSource is how a poll or a stream of ticket id reads it for p. A
@@ -449,14 +458,8 @@ func (a *API) ticketSource(p auth.Principal, id string) longpoll.Source {
 // streamTicket streams the ticket's versions (Server-Sent Events, or a
 // WebSocket when asked) until it is terminal, under the rules of a read.
 func (a *API) streamTicket(w http.ResponseWriter, r *http.Request) {
-	p, err := httpapi.Caller(r, ticketRoles...)
-	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
-		return
-	}
-	id := chi.URLParam(r, "id")
-	if err := contracts.CheckID("ticket id", id); err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
+	p, id, ok := a.ticketCall(w, r)
+	if !ok {
 		return
 	}
 	a.poller.Stream(w, r, store.ChangeTicket, id, a.ticketSource(p, id), longpoll.StreamSpec{
@@ -488,14 +491,8 @@ func untilOf(r *http.Request) (func(any) bool, error) {
 }
 
 func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
-	p, err := httpapi.Caller(r, ticketRoles...)
-	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
-		return
-	}
-	id := chi.URLParam(r, "id")
-	if err := contracts.CheckID("ticket id", id); err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
+	p, id, ok := a.ticketCall(w, r)
+	if !ok {
 		return
 	}
 	if p.Role == auth.RolePlayer {
