@@ -306,7 +306,7 @@ func newSpecAPI(t *testing.T) *specAPI {
 		dash := dashboard.New(dashboard.Config{Queues: qs, Store: st, Auth: authn, Log: log})
 		dash.Mount(r)
 		front.New(front.Config{Queues: qs, Store: st, Publisher: b, Poller: poller, Log: log, Auth: authn,
-			Regions: []string{"eu-west", "us-east"}, PlayerCreates: auth.NewLimiter(0.001, 1, 100), Waits: dash}).Mount(r)
+			Regions: []string{"eu-west", "us-east"}, PlayerCreates: auth.NewLimiter(0.001, 1, 100), PlayerExplains: auth.NewLimiter(0.001, 1, 100), Waits: dash}).Mount(r)
 		assigner.NewHTTP(assigner.HTTPConfig{Store: st, Poller: poller, ServerTTL: time.Minute, Log: log, Auth: authn}).Mount(r)
 		return r
 	}
@@ -709,6 +709,8 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 	if a.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
+	c.do(t, base, call{method: "GET", path: "/v1/tickets/" + tk.ID + "/explain", header: player, status: 200})
+	c.do(t, base, call{method: "GET", path: "/v1/tickets/" + tk.ID + "/explain", header: player, status: 429})
 }
 
 func init() {

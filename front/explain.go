@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/auth"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/store"
@@ -84,6 +85,14 @@ func (a *API) explainTicket(w http.ResponseWriter, r *http.Request) {
 	p, id, ok := a.ticketCall(w, r)
 	if !ok {
 		return
+	}
+	// An explanation reads part of the pool: a player asking in a loop
+	// would load the store for nothing new.
+	if a.explains != nil && p.Role == auth.RolePlayer {
+		if ok, after := a.explains.Allow(p.Subject, a.now()); !ok {
+			httpapi.WriteProblem(w, r, a.log, &httpapi.RateLimitedError{What: "explanations", RetryAfter: after})
+			return
+		}
 	}
 	t, err := a.store.Ticket(r.Context(), id)
 	if err == nil && !mayRead(p, t) {

@@ -72,6 +72,9 @@ type Config struct {
 	// Waits estimates the rest of a searching ticket's wait for its
 	// explanation (explain.go); nil gives none.
 	Waits WaitEstimator
+	// PlayerExplains limits each player's explanations, which read the
+	// pool: 429 past it. Nil means no limit.
+	PlayerExplains *auth.Limiter
 }
 
 // finishTimeout bounds the steps of a create that must complete once the
@@ -93,6 +96,7 @@ type API struct {
 	limits   map[auth.Role]*auth.Limiter
 	regions  *regions
 	explain  *explainer
+	explains *auth.Limiter
 }
 
 // New builds the API from cfg.
@@ -108,6 +112,7 @@ func New(cfg Config) *API {
 		auth:      cfg.Auth,
 		limits:    map[auth.Role]*auth.Limiter{auth.RolePlayer: cfg.PlayerCreates, auth.RoleService: cfg.ServiceCreates},
 		explain:   &explainer{waits: cfg.Waits},
+		explains:  cfg.PlayerExplains,
 	}
 	if a.now == nil {
 		a.now = time.Now

@@ -208,6 +208,7 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 			Auth:           a.auth,
 			PlayerCreates:  createLimiter(a.cfg.CreateRate, a.cfg.CreateBurst),
 			ServiceCreates: createLimiter(a.cfg.ServiceCreateRate, a.cfg.ServiceCreateBurst),
+			PlayerExplains: createLimiter(a.cfg.ExplainRate, a.cfg.ExplainBurst),
 			Regions:        a.cfg.Regions,
 			Waits:          a.dash,
 		}).Mount(r)

@@ -65,7 +65,7 @@ func newAuthenticator(ctx context.Context, cfg *Config, roles Role, log *slog.Lo
 	return httpapi.NewAuthenticator(v, failures, log), nil
 }
 
-// createLimiter is the limiter of creates at rate per second, none if 0.
+// createLimiter is a per-principal limiter at rate per second, none if 0.
 func createLimiter(rate float64, burst int) *auth.Limiter {
 	if rate == 0 {
 		return nil

@@ -385,8 +385,20 @@ func TestAuthRateLimit(t *testing.T) {
 				t.Errorf("429 code %q, Retry-After %q", pr.Code, a.header.Get("Retry-After"))
 			}
 			// Nothing stored: eager has no live ticket.
-			mustStatus(t, call(t, http.MethodPost, s.frontURL+"/v1/tickets", service, player("eager", 1500)), http.StatusCreated,
-				"a service queues eager after the refused create")
+			queued := call(t, http.MethodPost, s.frontURL+"/v1/tickets", service, player("eager", 1500))
+			mustStatus(t, queued, http.StatusCreated, "a service queues eager after the refused create")
+
+			// Explanations read the pool, and are limited the same way.
+			explain := s.frontURL + "/v1/tickets/" + ticketOf(t, queued).ID + "/explain"
+			for i := range burst {
+				mustStatus(t, call(t, http.MethodGet, explain, p, nil), http.StatusOK, fmt.Sprintf("explain %d", i+1))
+			}
+			a = call(t, http.MethodGet, explain, p, nil)
+			mustStatus(t, a, http.StatusTooManyRequests, fmt.Sprintf("explain %d", burst+1))
+			if a.header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			mustStatus(t, call(t, http.MethodGet, explain, service, nil), http.StatusOK, "a service's explanation")
 			// Another player has a bucket of its own.
 			other := sign(t, keys, "HS256", claims("patient", "player"))
 			mustStatus(t, call(t, http.MethodPost, s.frontURL+"/v1/tickets", other, player("patient", 1500)), http.StatusCreated, "another player")

@@ -67,6 +67,10 @@ type Config struct {
 	CreateBurst        int     `envconfig:"CREATE_BURST" default:"5"`
 	ServiceCreateRate  float64 `envconfig:"SERVICE_CREATE_RATE" default:"0"`
 	ServiceCreateBurst int     `envconfig:"SERVICE_CREATE_BURST" default:"1000"`
+	// ExplainRate and ExplainBurst limit each player's explanations, per
+	// second (0: no limit).
+	ExplainRate  float64 `envconfig:"EXPLAIN_RATE" default:"1"`
+	ExplainBurst int     `envconfig:"EXPLAIN_BURST" default:"5"`
 	// Regions are the regions tickets may name besides those game servers
 	// have registered in.
 	Regions []string `envconfig:"REGIONS"`
@@ -122,10 +126,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("MM_*_PREFETCH and MM_*_WORKERS must be at least 1")
 	case c.Auth != "" && c.Auth != "on" && c.Auth != "off":
 		return fmt.Errorf("MM_AUTH must be on, off or empty, not %q", c.Auth)
-	case c.AuthLeeway < 0 || c.AuthFailureRate < 0 || c.CreateRate < 0 || c.ServiceCreateRate < 0:
-		return fmt.Errorf("MM_AUTH_LEEWAY, MM_AUTH_FAILURE_RATE, MM_CREATE_RATE and MM_SERVICE_CREATE_RATE must not be negative")
-	case c.AuthFailureBurst < 1 || c.CreateBurst < 1 || c.ServiceCreateBurst < 1:
-		return fmt.Errorf("MM_AUTH_FAILURE_BURST, MM_CREATE_BURST and MM_SERVICE_CREATE_BURST must be at least 1")
+	case c.AuthLeeway < 0 || c.AuthFailureRate < 0 || c.CreateRate < 0 || c.ServiceCreateRate < 0 || c.ExplainRate < 0:
+		return fmt.Errorf("MM_AUTH_LEEWAY, MM_AUTH_FAILURE_RATE, MM_CREATE_RATE, MM_SERVICE_CREATE_RATE and MM_EXPLAIN_RATE must not be negative")
+	case c.AuthFailureBurst < 1 || c.CreateBurst < 1 || c.ServiceCreateBurst < 1 || c.ExplainBurst < 1:
+		return fmt.Errorf("MM_AUTH_FAILURE_BURST, MM_CREATE_BURST, MM_SERVICE_CREATE_BURST and MM_EXPLAIN_BURST must be at least 1")
 	}
 	for _, r := range c.Regions {
 		if err := contracts.CheckRegion(r); err != nil {

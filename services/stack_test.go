@@ -120,6 +120,7 @@ func startStack(t *testing.T, m mode, opt stackOptions) *stack {
 		cfg.AuthIssuer, cfg.AuthAudience = testIssuer, testAudience
 		if opt.createBurst > 0 {
 			cfg.CreateBurst, cfg.CreateRate = opt.createBurst, 0.001
+			cfg.ExplainBurst, cfg.ExplainRate = opt.createBurst, 0.001
 		}
 		cfg.AuthFailureRate = 0
 		if opt.failureBurst > 0 {
