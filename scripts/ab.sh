@@ -172,17 +172,6 @@ players() {
   return "$rc"
 }
 
-summary() { # dir rc
-  local verdict=pass
-  [ "$2" -eq 0 ] || verdict="FAIL (exit $2)"
-  if [ -f "$out/$1/report.txt" ]; then
-    log "$1: $(grep -E '^throughput' "$out/$1/report.txt" | sed -E 's/^throughput +//'); $(grep -E '^time to assign' "$out/$1/report.txt" | sed -E 's/^time to assign +//; s/ +\(.*//'); lost $(grep -E '^lost tickets' "$out/$1/report.txt" | awk '{print $3}'); $verdict"
-  else
-    log "$1: no report; $verdict; see $logs/$1.log"
-    tail -3 "$logs/$1.log" >&2 || true
-  fi
-}
-
 # --- build --------------------------------------------------------------
 services=(./services/front ./services/matcher ./services/assigner)
 log "ab $run_id: building $old_name from a worktree"

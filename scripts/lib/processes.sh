@@ -1,5 +1,5 @@
 # Process helpers shared by scripts/bench.sh and scripts/ab.sh, sourced by
-# both. The caller sets $tool (the name in messages), $logs (a directory for
+# both. The caller sets $tool (the name in messages), $out (the reports), $logs (a directory for
 # each service's log) and the array pids (every process started, which
 # stop_all stops).
 
@@ -58,4 +58,17 @@ infra_pids() { # the pids of Redis and RabbitMQ, as the load tester's -infra-pid
   [ -n "$r" ] && s="redis=$r"
   [ -n "$b" ] && s="${s:+$s,}rabbitmq=$b"
   echo "$s"
+}
+
+# summary DIR RC: one log line of a load-tester run whose report is in
+# $out/DIR and whose exit code was RC.
+summary() { # dir rc
+  local verdict=pass
+  [ "$2" -eq 0 ] || verdict="FAIL (exit $2)"
+  if [ -f "$out/$1/report.txt" ]; then
+    log "$1: $(grep -E '^throughput' "$out/$1/report.txt" | sed -E 's/^throughput +//'); $(grep -E '^time to assign' "$out/$1/report.txt" | sed -E 's/^time to assign +//; s/ +\(.*//'); lost $(grep -E '^lost tickets' "$out/$1/report.txt" | awk '{print $3}'); $verdict"
+  else
+    log "$1: no report; $verdict; see $logs/$1.log"
+    tail -3 "$logs/$1.log" >&2 || true
+  fi
 }
