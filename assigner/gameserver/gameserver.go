@@ -40,7 +40,7 @@ import (
 const (
 	// DefaultPollWait is the wait each long-poll asks for when the stream
 	// is not served; the suite caps it.
-	DefaultPollWait = 30 * time.Second
+	DefaultPollWait = apiclient.DefaultPollWait
 	// DefaultDrainTimeout bounds the drain Run makes when its context
 	// ends.
 	DefaultDrainTimeout = 5 * time.Second

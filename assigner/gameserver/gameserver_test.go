@@ -19,27 +19,6 @@ import (
 	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeProblem(w http.ResponseWriter, status int, code string, retryAfter int) {
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-	}
-	w.Header().Set("Content-Type", contracts.ProblemContentType)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(contracts.Problem{Status: status, Code: code, Title: http.StatusText(status)})
-}
-
-func dropConn(w http.ResponseWriter) {
-	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-		conn.Close()
-	}
-}
-
 // fakeAssigner serves the game-server API for gs-1: registrations that
 // last ttl, an allocations stream from a script, and drains and ends it
 // counts.
@@ -68,14 +47,14 @@ func (f *fakeAssigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		var req contracts.ServerRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Capacity != 2 {
-			writeProblem(w, http.StatusBadRequest, contracts.CodeBadRequest, 0)
+			apiclienttest.WriteProblem(w, http.StatusBadRequest, contracts.CodeBadRequest, 0)
 			return
 		}
-		writeJSON(w, http.StatusOK, contracts.Server{ID: "gs-1", Address: req.Address, Region: req.Region, Capacity: req.Capacity,
+		apiclienttest.WriteJSON(w, http.StatusOK, contracts.Server{ID: "gs-1", Address: req.Address, Region: req.Region, Capacity: req.Capacity,
 			ExpiresAt: time.Now().Add(f.ttl)})
 	case r.Method == http.MethodDelete && r.URL.Path == "/v1/servers/gs-1":
 		f.drains.Add(1)
-		writeJSON(w, http.StatusOK, contracts.Server{ID: "gs-1", Draining: true})
+		apiclienttest.WriteJSON(w, http.StatusOK, contracts.Server{ID: "gs-1", Draining: true})
 	case r.Method == http.MethodDelete:
 		f.mu.Lock()
 		f.ended = append(f.ended, r.URL.Path)
@@ -84,7 +63,7 @@ func (f *fakeAssigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/servers/gs-1/allocations/events":
 		f.stream(w, r)
 	default:
-		writeProblem(w, http.StatusNotFound, contracts.CodeNotFound, 0)
+		apiclienttest.WriteProblem(w, http.StatusNotFound, contracts.CodeNotFound, 0)
 	}
 }
 
@@ -110,7 +89,7 @@ func (f *fakeAssigner) stream(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, ": ping\n\n")
 	rc.Flush()
 	if f.drop {
-		dropConn(w)
+		apiclienttest.DropConn(w)
 		return
 	}
 	<-r.Context().Done()
@@ -223,17 +202,17 @@ func TestRunFirstRegistration(t *testing.T) {
 	}{
 		{"waits for the suite", func(w http.ResponseWriter, n int64) bool {
 			if n <= 10 { // past the default 8 tries: Run does not give up
-				writeProblem(w, http.StatusServiceUnavailable, contracts.CodeUnavailable, 1)
+				apiclienttest.WriteProblem(w, http.StatusServiceUnavailable, contracts.CodeUnavailable, 1)
 				return true
 			}
 			return false
 		}, nil, 10},
 		{"a bad token ends it", func(w http.ResponseWriter, n int64) bool {
-			writeProblem(w, http.StatusUnauthorized, contracts.CodeInvalidToken, 0)
+			apiclienttest.WriteProblem(w, http.StatusUnauthorized, contracts.CodeInvalidToken, 0)
 			return true
 		}, gameserver.ErrUnauthorized, 0},
 		{"another server's token ends it", func(w http.ResponseWriter, n int64) bool {
-			writeProblem(w, http.StatusForbidden, contracts.CodeForbidden, 0)
+			apiclienttest.WriteProblem(w, http.StatusForbidden, contracts.CodeForbidden, 0)
 			return true
 		}, gameserver.ErrForbidden, 0},
 	}
@@ -311,11 +290,11 @@ func TestEnd(t *testing.T) {
 				}
 				switch s := tt.answers[min(int(n.Add(1)), len(tt.answers))-1]; s {
 				case 0:
-					dropConn(w)
+					apiclienttest.DropConn(w)
 				case 204:
 					w.WriteHeader(s)
 				default:
-					writeProblem(w, s, "", 0)
+					apiclienttest.WriteProblem(w, s, "", 0)
 				}
 			}))
 			defer srv.Close()
@@ -345,13 +324,13 @@ func TestWatchAllocationsFallsBack(t *testing.T) {
 	var polls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/servers/gs-1/allocations" {
-			writeProblem(w, http.StatusNotFound, contracts.CodeNotFound, 0)
+			apiclienttest.WriteProblem(w, http.StatusNotFound, contracts.CodeNotFound, 0)
 			return
 		}
 		mu.Lock()
 		queries = append(queries, r.URL.Query().Get("after"))
 		mu.Unlock()
-		writeJSON(w, http.StatusOK, versions[min(int(polls.Add(1)), len(versions))-1])
+		apiclienttest.WriteJSON(w, http.StatusOK, versions[min(int(polls.Add(1)), len(versions))-1])
 	}))
 	defer srv.Close()
 	gs, err := gameserver.New(gameserver.Config{ID: "gs-1", URLs: []string{srv.URL}, PollWait: time.Second})

@@ -43,7 +43,7 @@ import (
 
 // DefaultPollWait is the wait each long-poll asks for when the stream is
 // not served; the suite caps it (MM_POLL_MAX, 60 s by default).
-const DefaultPollWait = 30 * time.Second
+const DefaultPollWait = apiclient.DefaultPollWait
 
 // RetryPolicy says how failed calls are tried again: exponential backoff
 // with full jitter from Base (100 ms) to Cap (5 s), never shorter than the

@@ -41,21 +41,6 @@ func (l *reqLog) all() []seenRequest {
 	return append([]seenRequest(nil), l.reqs...)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeProblem(w http.ResponseWriter, status int, code string, retryAfter int) {
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-	}
-	w.Header().Set("Content-Type", contracts.ProblemContentType)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(contracts.Problem{Status: status, Code: code, Title: http.StatusText(status)})
-}
-
 func ticketAt(v int64, s contracts.Status) contracts.Ticket {
 	return contracts.Ticket{ID: "t-1", Queue: "duel", Status: s, Version: v, Players: []contracts.Player{{ID: "p-1", Skill: 1}}}
 }
@@ -74,11 +59,11 @@ func TestCreateBacksOff(t *testing.T) {
 			l.note(name, r)
 			switch tries.Add(1) {
 			case 1:
-				writeProblem(w, http.StatusServiceUnavailable, contracts.CodeOverloaded, 2)
+				apiclienttest.WriteProblem(w, http.StatusServiceUnavailable, contracts.CodeOverloaded, 2)
 			case 2:
-				writeProblem(w, http.StatusTooManyRequests, contracts.CodeRateLimited, 3)
+				apiclienttest.WriteProblem(w, http.StatusTooManyRequests, contracts.CodeRateLimited, 3)
 			default:
-				writeJSON(w, http.StatusCreated, ticketAt(1, contracts.StatusSearching))
+				apiclienttest.WriteJSON(w, http.StatusCreated, ticketAt(1, contracts.StatusSearching))
 			}
 		}
 	}
@@ -133,7 +118,7 @@ func streamFront(name string, l *reqLog, versions []contracts.Ticket, drop bool)
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.note(name, r)
 		if r.URL.Path != "/v1/tickets/t-1/events" {
-			writeProblem(w, http.StatusNotFound, contracts.CodeNotFound, 0)
+			apiclienttest.WriteProblem(w, http.StatusNotFound, contracts.CodeNotFound, 0)
 			return
 		}
 		var after int64
@@ -232,11 +217,11 @@ func TestWaitFallsBack(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				l.note("a", r)
 				if r.URL.Path != "/v1/tickets/t-1" {
-					writeProblem(w, tt.refusal, contracts.CodeNotFound, 0)
+					apiclienttest.WriteProblem(w, tt.refusal, contracts.CodeNotFound, 0)
 					return
 				}
 				n := polls.Add(1)
-				writeJSON(w, http.StatusOK, tt.answers[min(int(n), len(tt.answers))-1])
+				apiclienttest.WriteJSON(w, http.StatusOK, tt.answers[min(int(n), len(tt.answers))-1])
 			}))
 			defer srv.Close()
 			p, err := player.New(player.Config{Fronts: []string{srv.URL}, PollWait: 5 * time.Second})

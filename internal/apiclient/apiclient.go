@@ -28,6 +28,9 @@ const (
 	// DefaultRequestTimeout bounds one try of a call the suite does not
 	// hold.
 	DefaultRequestTimeout = 10 * time.Second
+	// DefaultPollWait is the wait each long-poll asks for when the suite
+	// does not serve a stream; the suite caps it (MM_POLL_MAX).
+	DefaultPollWait = 30 * time.Second
 	// holdMargin is added to a long-poll's wait for its try's deadline:
 	// the suite answers at the end of the wait, plus the time to send.
 	holdMargin = 15 * time.Second

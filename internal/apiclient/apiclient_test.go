@@ -39,7 +39,7 @@ func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch {
 	case a.drop:
-		dropConn(w)
+		apiclienttest.DropConn(w)
 	case a.status == http.StatusOK:
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"id":"t-1","status":"searching","version":1}`))
@@ -57,12 +57,6 @@ func (s *script) requests() []*http.Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*http.Request(nil), s.got...)
-}
-
-func dropConn(w http.ResponseWriter) {
-	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-		conn.Close()
-	}
 }
 
 func newTestClient(t *testing.T, clock *apiclienttest.Clock, tries int, bases ...string) *Client {

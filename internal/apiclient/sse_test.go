@@ -93,7 +93,7 @@ func (f *streamFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.Flush()
 	if f.drop {
-		dropConn(w)
+		apiclienttest.DropConn(w)
 		return
 	}
 	<-r.Context().Done()

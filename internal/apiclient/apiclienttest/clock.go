@@ -1,5 +1,6 @@
 // Package apiclienttest helps test the API clients: a clock that records
-// the waits of a retry policy instead of sleeping them.
+// the waits of a retry policy instead of sleeping them, and the answers of
+// a fake suite.
 package apiclienttest
 
 import (
