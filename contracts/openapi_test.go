@@ -36,6 +36,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/internal/store/memstore"
+	"github.com/quickmatch/quickmatch/internal/testenv"
 	"github.com/quickmatch/quickmatch/services"
 )
 
@@ -610,7 +611,7 @@ func opsScenario(t *testing.T, c *specChecker) {
 	go func() { runDone <- app.Run(ctx) }()
 	base := "http://" + app.Addr()
 
-	waitReady(t, base)
+	testenv.WaitReady(t, base)
 	for _, cl := range []call{
 		{method: "GET", path: "/livez", status: 200},
 		{method: "GET", path: "/healthz", status: 200},
@@ -642,26 +643,6 @@ func opsScenario(t *testing.T, c *specChecker) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("embedded matchmaker did not shut down within 30s")
-	}
-}
-
-// waitReady waits, without validating, for base to answer /readyz with 200.
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz not ready within 10s: %v", base, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

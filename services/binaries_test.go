@@ -105,7 +105,7 @@ func startProcess(t *testing.T, path string, env []string) *process {
 			t.Logf("%s log:\n%s", filepath.Base(path), p.log)
 		}
 	})
-	waitReady(t, p.url)
+	testenv.WaitReady(t, p.url)
 	return p
 }
 

@@ -217,7 +217,7 @@ func (s *stack) start(t *testing.T, roles Role) *runningApp {
 	r := &runningApp{app: app, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- app.Run(ctx) }()
 	t.Cleanup(func() { r.stop(t) })
-	waitReady(t, "http://"+app.Addr())
+	testenv.WaitReady(t, "http://"+app.Addr())
 	return r
 }
 
@@ -233,22 +233,6 @@ func (r *runningApp) stop(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Errorf("app did not stop within 20s")
 	}
-}
-
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready within 10s", base)
 }
 
 // cleanupBackends deletes the test's queues and keys.

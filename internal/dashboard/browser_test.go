@@ -19,6 +19,7 @@ import (
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/auth/authtest"
+	"github.com/quickmatch/quickmatch/internal/testenv"
 	"github.com/quickmatch/quickmatch/services"
 )
 
@@ -63,7 +64,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	})
 	base := "http://" + app.Addr()
-	waitReady(t, base)
+	testenv.WaitReady(t, base)
 
 	token, err := authtest.SignHS256([]byte(secret), jwt.MapClaims{"sub": "studio-backend", "role": "service", "exp": time.Now().Add(time.Hour).Unix()})
 	if err != nil {
@@ -170,24 +171,4 @@ func createTicket(t *testing.T, base, token, body string) contracts.Ticket {
 		t.Fatal(err)
 	}
 	return tk
-}
-
-// waitReady waits for base to answer /readyz with 200.
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz not ready within 10s: %v", base, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
