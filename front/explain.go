@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
@@ -38,47 +37,16 @@ type WaitEstimator interface {
 // once contracts names it, this should be that constant.
 const pendingAcceptance contracts.Status = "pending_acceptance"
 
-// explainStore is what an explanation reads besides the ticket. Both real
-// stores have it; a front over a store without it answers 503.
-type explainStore interface {
-	Candidates(ctx context.Context, queue string, skill, maxGap float64, limit int) ([]store.PoolEntry, error)
-	Stats(ctx context.Context, now time.Time) (store.Stats, error)
-}
-
 // Bounds of what an explanation reads and shows: the matcher itself looks
 // at no more than the nearest max(32, 4 × players per match) candidates.
 const (
 	explainCandidates = 256
 	explainNearest    = 5
-	// explainStatsFor is how long one reading of the store's counts
-	// serves explanations: it walks every ticket in memory and reads
-	// every server record in Redis, which a player asking again and
-	// again must not make the front do each time.
-	explainStatsFor = time.Second
 )
 
 // explainer is the state explanations share.
 type explainer struct {
 	waits WaitEstimator
-
-	mu     sync.Mutex // held while reading the counts
-	stats  store.Stats
-	readAt time.Time
-}
-
-// statsAt is the store's counts, read again when older than
-// explainStatsFor.
-func (x *explainer) statsAt(ctx context.Context, es explainStore, now time.Time) (store.Stats, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.readAt.IsZero() || now.Sub(x.readAt) >= explainStatsFor || now.Before(x.readAt) {
-		st, err := es.Stats(ctx, now)
-		if err != nil {
-			return store.Stats{}, err
-		}
-		x.stats, x.readAt = st, now
-	}
-	return x.stats, nil
 }
 
 func (a *API) explainTicket(w http.ResponseWriter, r *http.Request) {
@@ -108,12 +76,7 @@ func (a *API) explainTicket(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, a.log, fmt.Errorf("%w: the ticket's queue %q is no longer offered", httpapi.ErrUnknownQueue, t.Queue))
 		return
 	}
-	es, ok := a.store.(explainStore)
-	if !ok {
-		httpapi.WriteProblem(w, r, a.log, fmt.Errorf("%w: the front's store cannot read the pool", httpapi.ErrUnavailable))
-		return
-	}
-	x, err := a.readExplanation(r.Context(), es, &q, t)
+	x, err := a.readExplanation(r.Context(), &q, t)
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, storeErr("explaining ticket", err))
 		return
@@ -123,7 +86,7 @@ func (a *API) explainTicket(w http.ResponseWriter, r *http.Request) {
 }
 
 // readExplanation reads what an explanation of t needs and makes it.
-func (a *API) readExplanation(ctx context.Context, es explainStore, q *queues.Queue, t contracts.Ticket) (contracts.Explanation, error) {
+func (a *API) readExplanation(ctx context.Context, q *queues.Queue, t contracts.Ticket) (contracts.Explanation, error) {
 	now := a.now().UTC()
 	var (
 		in   explainInput
@@ -131,12 +94,12 @@ func (a *API) readExplanation(ctx context.Context, es explainStore, q *queues.Qu
 		self = entryOf(q, t)
 	)
 	if t.Status == contracts.StatusSearching || t.Status == contracts.StatusMatched {
-		if in.stats, err = a.explain.statsAt(ctx, es, now); err != nil {
+		if in.stats, err = a.store.Stats(ctx, now); err != nil {
 			return contracts.Explanation{}, err
 		}
 	}
 	if t.Status == contracts.StatusSearching {
-		cands, err := es.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, explainCandidates+1)
+		cands, err := a.store.Candidates(ctx, q.Name, self.Skill, q.Skill.Max, explainCandidates+1)
 		if err != nil {
 			return contracts.Explanation{}, err
 		}

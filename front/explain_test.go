@@ -383,12 +383,15 @@ func (c *countingStats) Stats(ctx context.Context, now time.Time) (store.Stats, 
 }
 
 // TestExplainReadsCountsOnce: explanations within a second share one
-// reading of the counts, however often they are asked for.
+// reading of the counts (store.CachingStats), however often they are asked
+// for.
 func TestExplainReadsCountsOnce(t *testing.T) {
 	e := newExplainEnv(t, nil)
 	self := e.queue("duel", "p-1", 1500, euWest, false)
 	cs := &countingStats{Store: e.mem}
-	e2 := newExplainEnv(t, func(cfg *front.Config) { cfg.Store = cs })
+	// One reading of the counts serves a second, as services wires the
+	// front's store.
+	e2 := newExplainEnv(t, func(cfg *front.Config) { cfg.Store = store.CachingStats(cs, time.Second) })
 	for range 5 {
 		decodeExplanation(t, e2.explain(self.ID, nil))
 	}

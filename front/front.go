@@ -35,6 +35,10 @@ type Store interface {
 	WatchTicket(ctx context.Context, id string) (contracts.Ticket, error)
 	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
 	Regions(ctx context.Context) ([]string, error)
+	// An explanation reads the pool near the ticket and the counts
+	// (store.CachingStats shares one reading of them among explanations).
+	Candidates(ctx context.Context, queue string, skill, maxGap float64, limit int) ([]store.PoolEntry, error)
+	Stats(ctx context.Context, now time.Time) (store.Stats, error)
 }
 
 // Publisher hands ticket messages to the matchers, and returns once the

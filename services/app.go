@@ -27,6 +27,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/longpoll"
 	"github.com/quickmatch/quickmatch/internal/metrics"
 	"github.com/quickmatch/quickmatch/internal/queues"
+	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/matcher"
 )
 
@@ -57,10 +58,13 @@ func (r Role) String() string {
 
 // App is one running process of the suite.
 type App struct {
-	cfg     Config
-	roles   Role
-	log     *slog.Logger
-	deps    *Deps
+	cfg   Config
+	roles Role
+	log   *slog.Logger
+	deps  *Deps
+	// counted is the store with its counts read once a second
+	// (store.CachingStats), for the gauges, explanations and dashboard.
+	counted store.Store
 	metrics *metrics.Metrics
 	hub     *longpoll.Hub
 	ln      net.Listener
@@ -110,8 +114,11 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The gauges, the explanations and the dashboard share one reading of
+	// the store's counts a second.
+	counted := store.CachingStats(deps.Store, time.Second)
 	if roles&(Matcher|Assigner) != 0 {
-		reg.MustRegister(newGauges(deps.Store, log))
+		reg.MustRegister(newGauges(counted, log))
 	}
 	a := &App{
 		cfg:      cfg,
@@ -126,7 +133,8 @@ func New(ctx context.Context, cfg Config, roles Role, log *slog.Logger) (*App, e
 		stopping: make(chan struct{}),
 	}
 	a.ready = newReadiness(deps, a.listenerReady())
-	a.dash = newDashboard(&cfg, roles, deps, authn, a.metrics, log)
+	a.counted = counted
+	a.dash = newDashboard(&cfg, roles, counted, authn, a.metrics, log)
 	handler := a.routes(reg)
 	if cfg.Tracing {
 		handler = otelhttp.NewHandler(handler, "http",
@@ -198,7 +206,7 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 	if a.roles&Front != 0 {
 		front.New(front.Config{
 			Queues:         a.cfg.Queues,
-			Store:          a.deps.Store,
+			Store:          a.counted,
 			Publisher:      a.deps.Broker,
 			Poller:         poller,
 			Metrics:        a.metrics,
@@ -229,8 +237,8 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 // newDashboard is the process's dashboard (GET /dashboard): every process
 // serves it, and a front's ticket explanations take their wait estimates
 // from it. Only a process that runs a matcher counts matches itself.
-func newDashboard(cfg *Config, roles Role, deps *Deps, authn *httpapi.Authenticator, m *metrics.Metrics, log *slog.Logger) *dashboard.Dashboard {
-	dc := dashboard.Config{Queues: cfg.Queues, Store: deps.Store, Auth: authn, Log: log, Now: time.Now}
+func newDashboard(cfg *Config, roles Role, st store.Store, authn *httpapi.Authenticator, m *metrics.Metrics, log *slog.Logger) *dashboard.Dashboard {
+	dc := dashboard.Config{Queues: cfg.Queues, Store: st, Auth: authn, Log: log, Now: time.Now}
 	if roles&Matcher != 0 {
 		dc.Matches = dashboard.CounterByLabel(m.MatchesFormed, "queue")
 	}

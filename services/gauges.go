@@ -3,7 +3,6 @@ package services
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,32 +10,20 @@ import (
 	"github.com/quickmatch/quickmatch/internal/store"
 )
 
-// gaugesFor is how long one reading of the store's counts serves scrapes:
-// several Prometheus servers, or a quick dashboard, cost the store one
-// reading per period.
-const gaugesFor = 5 * time.Second
-
 // gauges exports the store's counts (store.Stats) when scraped: tickets
 // searching and pooled and matches waiting per queue, servers and free
 // slots per region. Matchers and assigners export them; each reading
-// costs the store a pass over its indexes and server records.
+// costs the store a pass over its indexes and server records, so they are
+// read through the process's store.CachingStats.
 type gauges struct {
-	store interface {
-		Stats(context.Context, time.Time) (store.Stats, error)
-	}
+	store   store.StatsReader
 	log     *slog.Logger
 	queue   *prometheus.Desc
 	servers *prometheus.Desc
 	slots   *prometheus.Desc
-
-	mu     sync.Mutex
-	readAt time.Time
-	last   store.Stats
 }
 
-func newGauges(st interface {
-	Stats(context.Context, time.Time) (store.Stats, error)
-}, log *slog.Logger) *gauges {
+func newGauges(st store.StatsReader, log *slog.Logger) *gauges {
 	return &gauges{
 		store: st, log: log,
 		queue: prometheus.NewDesc("mm_queue_tickets", "Tickets and matches of a queue now, by state: searching (in the pool or not yet taken up), pooled, waiting_for_server (matches).",
@@ -82,19 +69,15 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 // bounds the region label of the counters.
 const maxRegionGauges = 64
 
-// read is the last reading, read again if older than gaugesFor.
+// read reads the counts, within a bound of its own: a scrape must not hang
+// on the store.
 func (g *gauges) read() (store.Stats, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now := time.Now(); now.Sub(g.readAt) >= gaugesFor {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		st, err := g.store.Stats(ctx, now)
-		if err != nil {
-			g.log.Warn("reading the store's counts for the gauges", "err", err)
-			return store.Stats{}, false
-		}
-		g.last, g.readAt = st, now
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := g.store.Stats(ctx, time.Now())
+	if err != nil {
+		g.log.Warn("reading the store's counts for the gauges", "err", err)
+		return store.Stats{}, false
 	}
-	return g.last, true
+	return st, true
 }
