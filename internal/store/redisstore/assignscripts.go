@@ -25,16 +25,6 @@ package redisstore
 var placeManyScript = newScript(`
 local idx = cjson.decode(ARGV[6])
 local nregions = #idx.regions
-local function same(key, want)
-  local cur = redis.call('SMEMBERS', key)
-  if #cur ~= #want then return false end
-  local set = {}
-  for _, v in ipairs(cur) do set[v] = true end
-  for _, v in ipairs(want) do
-    if not set[v] then return false end
-  end
-  return true
-end
 if ARGV[5] == '1' and not same(KEYS[1], idx.all) then return {'retry'} end
 for i = 1, nregions do
   if not same(KEYS[1 + i], idx.servers[i]) then return {'retry'} end

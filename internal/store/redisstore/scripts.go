@@ -98,6 +98,19 @@ local function finish(key, id, status, now, retention, rel)
   owed(rel, id, redis.call('HGET', key, 'pids'))
 end
 
+-- same reports whether set key holds exactly the members of want: a
+-- placement checks that the server index it was handed is still current.
+local function same(key, want)
+  local cur = redis.call('SMEMBERS', key)
+  if #cur ~= #want then return false end
+  local set = {}
+  for _, v in ipairs(cur) do set[v] = true end
+  for _, v in ipairs(want) do
+    if not set[v] then return false end
+  end
+  return true
+end
+
 -- serverChanged raises a server's version and tells listeners.
 local function serverChanged(key, id)
   local v = redis.call('HINCRBY', key, 'version', 1)
@@ -454,16 +467,6 @@ local placed = redis.call('HMGET', KEYS[1], 'server', 'assignment')
 if placed[1] then return {'ok', placed[2], placed[1]} end
 
 local idx = cjson.decode(ARGV[8])
-local function same(key, want)
-  local cur = redis.call('SMEMBERS', key)
-  if #cur ~= #want then return false end
-  local set = {}
-  for _, v in ipairs(cur) do set[v] = true end
-  for _, v in ipairs(want) do
-    if not set[v] then return false end
-  end
-  return true
-end
 if ARGV[7] == '1' and not same(KEYS[2], idx.regions) then return {'retry'} end
 for i = 1, #idx.regions do
   if not same(KEYS[2 + i], idx.servers[i]) then return {'retry'} end
