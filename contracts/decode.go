@@ -275,7 +275,7 @@ func (req *ServerRequest) Validate() error {
 	if req.Address == "" || len(req.Address) > 256 || !utf8.ValidString(req.Address) {
 		return fmt.Errorf("%w: address must be a non-empty string of at most 256 bytes", ErrBadRequest)
 	}
-	if err := checkName("region", req.Region, MaxRegionLength); err != nil {
+	if err := CheckRegion(req.Region); err != nil {
 		return err
 	}
 	if req.Capacity < 1 || req.Capacity > 10_000 {

@@ -194,7 +194,7 @@ func openSSE(w http.ResponseWriter, p *Poller) *sse {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	s := &sse{w: w, rc: http.NewResponseController(w)}
-	if err := s.flush(); err != nil {
+	if err := errors.Join(s.deadline(), s.flush()); err != nil {
 		p.debug("stream: starting", "err", err)
 	}
 	return s
@@ -203,12 +203,15 @@ func openSSE(w http.ResponseWriter, p *Poller) *sse {
 func (s *sse) context(ctx context.Context) context.Context { return ctx }
 
 // flush sends what was written, within a deadline of its own: the
-// server's write timeout is sized for quick answers, not for streams.
-func (s *sse) flush() error {
+// server's write timeout is sized for quick answers, not for streams. The
+// deadline is set before the write, which may block too.
+func (s *sse) flush() error { return s.rc.Flush() }
+
+func (s *sse) deadline() error {
 	if err := s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	return s.rc.Flush()
+	return nil
 }
 
 func (s *sse) send(_ context.Context, event string, version int64, v any) error {
@@ -218,7 +221,7 @@ func (s *sse) send(_ context.Context, event string, version int64, v any) error 
 	}
 	// encoding/json escapes newlines in strings, so data is one line,
 	// as an SSE data field must be.
-	if err := s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := s.deadline(); err != nil {
 		return err
 	}
 	if _, err := fmt.Fprintf(s.w, "id: %d\nevent: %s\ndata: %s\n\n", version, event, data); err != nil {
@@ -228,6 +231,9 @@ func (s *sse) send(_ context.Context, event string, version int64, v any) error 
 }
 
 func (s *sse) heartbeat(context.Context) error {
+	if err := s.deadline(); err != nil {
+		return err
+	}
 	if _, err := s.w.Write([]byte(": ping\n\n")); err != nil {
 		return err
 	}

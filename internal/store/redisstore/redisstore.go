@@ -694,9 +694,9 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (store.Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("counting: reading queues: %w", err)
 	}
-	regions, err := s.client.SMembers(ctx, s.regionsKey()).Result()
+	regions, err := s.Regions(ctx)
 	if err != nil {
-		return st, fmt.Errorf("counting: reading regions: %w", err)
+		return st, fmt.Errorf("counting: %w", err)
 	}
 	pipe := s.client.Pipeline()
 	counts := make([][3]*redis.IntCmd, len(queues))

@@ -124,16 +124,6 @@ func newScript(body string) *redis.Script { return redis.NewScript(prelude + bod
 // release log and idempotency keys of one queue. The scripts that change a
 // searching ticket take the five keys of Store.poolKeys first.
 
-// createScript writes a new ticket, the first step of CreateTicket.
-// KEYS[1] ticket, KEYS[2] expiry index, KEYS[3] unannounced tickets,
-// KEYS[4] the idempotency key, if any. ARGV[2] id, ARGV[3] expiry score,
-// ARGV[4] creation time in ms, ARGV[5] the key's value ("<id>
-// <fingerprint>"), ARGV[6] its time to live in ms, ARGV[7] the ticket id
-// the key may be taken from (found deleted by the caller) or ”,
-// ARGV[8..] the ticket's field/value pairs.
-//
-// A key held by another ticket answers 'replay', that ticket's id and its
-// fingerprint; the caller reads that ticket.
 // watchScript answers the fields of ticket KEYS[1], as HGETALL does, and
 // adds listener ARGV[2] to those its changes are sent to (bump), keeping
 // the ARGV[3] most recent: a front that died stays listed until newer ones
@@ -158,6 +148,16 @@ if nw ~= w then redis.call('HSET', KEYS[1], 'w', nw) end
 return h
 `)
 
+// createScript writes a new ticket, the first step of CreateTicket.
+// KEYS[1] ticket, KEYS[2] expiry index, KEYS[3] unannounced tickets,
+// KEYS[4] the idempotency key, if any. ARGV[2] id, ARGV[3] expiry score,
+// ARGV[4] creation time in ms, ARGV[5] the key's value ("<id>
+// <fingerprint>"), ARGV[6] its time to live in ms, ARGV[7] the ticket id
+// the key may be taken from (found deleted by the caller) or ”,
+// ARGV[8..] the ticket's field/value pairs.
+//
+// A key held by another ticket answers 'replay', that ticket's id and its
+// fingerprint; the caller reads that ticket.
 var createScript = newScript(`
 if KEYS[4] then
   local prev = redis.call('GET', KEYS[4])
