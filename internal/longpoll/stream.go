@@ -202,11 +202,11 @@ func openSSE(w http.ResponseWriter, p *Poller) *sse {
 
 func (s *sse) context(ctx context.Context) context.Context { return ctx }
 
-// flush sends what was written, within a deadline of its own: the
-// server's write timeout is sized for quick answers, not for streams. The
-// deadline is set before the write, which may block too.
+// flush sends what was written.
 func (s *sse) flush() error { return s.rc.Flush() }
 
+// deadline gives the next write and flush a deadline of their own: the
+// server's write timeout is sized for quick answers, not for streams.
 func (s *sse) deadline() error {
 	if err := s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
