@@ -272,29 +272,10 @@ func playersNeeded(q *queues.Queue, oldest, now time.Time) int {
 	return q.PlayersPerMatch()
 }
 
-// accepts reports whether ticket e takes a match in region at now. It is
-// matcher/rules.go's worstLatency for one ticket, repeated here because
-// that one is unexported and works on whole selections: a ticket without
-// latencies takes any region; one with them, a listed region under its
-// latency limit and, before it has waited the region wait, its best.
+// accepts reports whether ticket e takes a match in region at now, by the
+// matcher's rule.
 func accepts(q *queues.Queue, e store.PoolEntry, region string, now time.Time) bool {
-	if len(e.Latencies) == 0 {
-		return true
-	}
-	ms, ok := e.Latencies[region]
-	waited := now.Sub(e.CreatedAt)
-	if !ok || ms > q.LatencyLimit(waited) {
-		return false
-	}
-	return waited >= q.RegionWait || ms <= bestLatency(e.Latencies)
-}
-
-func bestLatency(latencies map[string]float64) float64 {
-	best := math.Inf(1)
-	for _, ms := range latencies {
-		best = min(best, ms)
-	}
-	return best
+	return q.TakesRegion(e.Latencies, region, now.Sub(e.CreatedAt))
 }
 
 func statesLatencies(self store.PoolEntry, window []store.PoolEntry) bool {

@@ -304,7 +304,7 @@ func sharedRegion(q *queues.Queue, entries []store.PoolEntry, now time.Time) (st
 			for i := range entries {
 				held[i] = math.Inf(1)
 				if now.Sub(entries[i].CreatedAt) < q.RegionWait {
-					held[i] = bestLatency(entries[i].Latencies)
+					held[i] = queues.BestLatency(entries[i].Latencies)
 				}
 			}
 		}
@@ -343,15 +343,6 @@ func worstLatency(q *queues.Queue, region string, entries []store.PoolEntry, hel
 		worst = max(worst, ms)
 	}
 	return worst, true
-}
-
-// bestLatency is a ticket's lowest latency to any region it lists.
-func bestLatency(latencies map[string]float64) float64 {
-	best := math.Inf(1)
-	for _, ms := range latencies {
-		best = min(best, ms)
-	}
-	return best
 }
 
 // teamSearchBudget bounds the exact team search; past it the best split

@@ -90,6 +90,32 @@ func (q *Queue) LatencyLimit(d time.Duration) float64 {
 	return q.Latency.At(d)
 }
 
+// TakesRegion reports whether a ticket with latencies that has waited
+// waited takes a match in region: the region is listed under the latency
+// limit and, before the region wait, as good as the ticket's best. A
+// ticket without latencies takes any region. It is the rule the matcher
+// applies to every ticket of a selection.
+func (q *Queue) TakesRegion(latencies map[string]float64, region string, waited time.Duration) bool {
+	if len(latencies) == 0 {
+		return true
+	}
+	ms, ok := latencies[region]
+	if !ok || ms > q.LatencyLimit(waited) {
+		return false
+	}
+	return q.RegionWait == 0 || waited >= q.RegionWait || ms <= BestLatency(latencies)
+}
+
+// BestLatency is a ticket's lowest latency to any region it lists, +Inf
+// when it lists none.
+func BestLatency(latencies map[string]float64) float64 {
+	best := math.Inf(1)
+	for _, ms := range latencies {
+		best = min(best, ms)
+	}
+	return best
+}
+
 // BalanceLimit is the widest gap between team means after waiting d, or
 // +Inf when the queue sets none.
 func (q *Queue) BalanceLimit(d time.Duration) float64 {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -265,7 +264,7 @@ func (r *Result) Report() (*Report, error) {
 				if region != t.Home {
 					away++
 				}
-				if ms, ok := t.Latencies[region]; ok && ms <= slices.Min(slices.Collect(maps.Values(t.Latencies))) {
+				if ms, ok := t.Latencies[region]; ok && ms <= queues.BestLatency(t.Latencies) {
 					best++
 				}
 				latencies = append(latencies, t.Latencies[region])
