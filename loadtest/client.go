@@ -226,11 +226,8 @@ func (c *Client) send(ctx context.Context, cl call, out any) (http.Header, error
 	}
 	maps.Copy(req.Header, cl.header)
 	if c.tokens != nil {
-		bearer, err := c.tokens.bearer(cl.url)
-		if err != nil {
-			return nil, &apiError{Op: cl.op, Code: "token", Err: err}
-		}
-		req.Header.Set("Authorization", bearer)
+		// The load tester's players are queued by a studio's backend.
+		req.Header.Set("Authorization", "Bearer "+c.tokens.service)
 	}
 	if cl.body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -343,49 +340,6 @@ func (c *Client) CancelTicket(ctx context.Context, front, id string) (ticketStat
 	var t ticketState
 	err := c.do(ctx, "cancel", http.MethodDelete, front+"/v1/tickets/"+url.PathEscape(id), nil, &t, http.StatusOK)
 	return t, err
-}
-
-// RegisterServer registers a game server or heartbeats.
-func (c *Client) RegisterServer(ctx context.Context, id string, req contracts.ServerRequest) (contracts.Server, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	var s contracts.Server
-	err := c.do(ctx, "register", http.MethodPut, c.assigner+"/v1/servers/"+url.PathEscape(id), req, &s, http.StatusOK)
-	return s, err
-}
-
-// Server reads a game server.
-func (c *Client) Server(ctx context.Context, id string) (contracts.Server, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	var s contracts.Server
-	err := c.do(ctx, "server", http.MethodGet, c.assigner+"/v1/servers/"+url.PathEscape(id), nil, &s, http.StatusOK)
-	return s, err
-}
-
-// PollAllocations long-polls the matches placed on a server.
-func (c *Client) PollAllocations(ctx context.Context, id string, wait time.Duration, after int64) (contracts.Allocations, error) {
-	ctx, cancel := context.WithTimeout(ctx, wait+pollMargin)
-	defer cancel()
-	var a contracts.Allocations
-	u := c.assigner + "/v1/servers/" + url.PathEscape(id) + "/allocations?wait=" + wait.String() + "&after=" + strconv.FormatInt(after, 10)
-	err := c.do(ctx, "allocations", http.MethodGet, u, nil, &a, http.StatusOK)
-	return a, err
-}
-
-// EndMatch ends a match and frees its slot.
-func (c *Client) EndMatch(ctx context.Context, serverID, matchID string) error {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	u := c.assigner + "/v1/servers/" + url.PathEscape(serverID) + "/matches/" + url.PathEscape(matchID)
-	return c.do(ctx, "end match", http.MethodDelete, u, nil, nil, http.StatusNoContent)
-}
-
-// DrainServer stops new matches for a server.
-func (c *Client) DrainServer(ctx context.Context, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	return c.do(ctx, "drain", http.MethodDelete, c.assigner+"/v1/servers/"+url.PathEscape(id), nil, nil, http.StatusOK)
 }
 
 // Get fetches a path of base and discards the body.

@@ -159,8 +159,7 @@ func runHold(ctx context.Context, c *Config, stdout io.Writer) (*Report, error) 
 			if client.tokens == nil {
 				return ""
 			}
-			bearer, _ := client.tokens.bearer(c.Front)
-			return "Authorization: " + bearer + "\r\n"
+			return "Authorization: Bearer " + client.tokens.service + "\r\n"
 		}(),
 		dialer:   &spreadDialer{sources: sourceAddrs(hr.SourceAddrs), timeout: 10 * time.Second},
 		hist:     newHistogram(),

@@ -116,8 +116,7 @@ func (f *fleet) serverClient(id string, req contracts.ServerRequest) (*gameserve
 			if f.client.tokens == nil {
 				return "", nil
 			}
-			b, err := f.client.tokens.bearer(serversPath + id)
-			return strings.TrimPrefix(b, "Bearer "), err
+			return f.client.tokens.server(id)
 		},
 	}
 	var gs *gameserver.Client

@@ -11,10 +11,8 @@ import (
 
 	"github.com/quickmatch/quickmatch/assigner/gameserver"
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/internal/apiclient/apiclienttest"
 )
-
-// noSleep is a retry clock that does not wait.
-func noSleep(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
 // TestEndMatchRetries: a match whose DELETE fails is ended once the
 // assigner answers again, and every failed try is counted. Before, the
@@ -43,7 +41,7 @@ func TestEndMatchRetries(t *testing.T) {
 			}))
 			defer srv.Close()
 			client := newClient(http.DefaultTransport.(*http.Transport), []string{srv.URL}, srv.URL)
-			f := &fleet{client: client, retrySleep: noSleep}
+			f := &fleet{client: client, retrySleep: (&apiclienttest.Clock{}).Sleep}
 			rec := NewRecorder(time.Now(), time.Now())
 			f.rec.Store(rec)
 			gs, err := f.serverClient("gs-1", contracts.ServerRequest{})

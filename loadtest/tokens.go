@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -55,18 +54,8 @@ func (t *tokens) mint(sub, role string) (string, error) {
 	return s, nil
 }
 
-// serversPath starts the path of every game-server call.
-const serversPath = "/v1/servers/"
-
-// bearer is the Authorization header of a request to url: the token of the
-// server a game-server call names, the service token otherwise.
-func (t *tokens) bearer(url string) (string, error) {
-	i := strings.Index(url, serversPath)
-	if i < 0 {
-		return "Bearer " + t.service, nil
-	}
-	id, _, _ := strings.Cut(url[i+len(serversPath):], "/")
-	id, _, _ = strings.Cut(id, "?")
+// server is the token of game server id, minted on its first use.
+func (t *tokens) server(id string) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tok, ok := t.servers[id]
@@ -77,7 +66,7 @@ func (t *tokens) bearer(url string) (string, error) {
 		}
 		t.servers[id] = tok
 	}
-	return "Bearer " + tok, nil
+	return tok, nil
 }
 
 // authenticate makes c send tokens minted with secret; an empty secret
