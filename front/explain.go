@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -62,12 +63,9 @@ func (a *API) explainTicket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t, err := a.store.Ticket(r.Context(), id)
-	if err == nil && !mayRead(p, t) {
-		err = errNoTicket // word for word as an unknown ticket
-	}
+	t, err := readTicket(r.Context(), a.store.Ticket, p, id)
 	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, storeErr("reading ticket", err))
+		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
 	q, ok := a.queues.Get(t.Queue)
@@ -248,7 +246,7 @@ func explainMatched(t contracts.Ticket, st store.Stats, x *contracts.Explanation
 	if region != "" {
 		where = []string{region}
 	}
-	for _, name := range sortedRegions(st) {
+	for _, name := range slices.Sorted(maps.Keys(st.Regions)) {
 		if region == "" || name == region {
 			x.Regions = append(x.Regions, contracts.RegionReach{Region: name, Accepted: true, FreeSlots: st.Regions[name].FreeSlots})
 		}
@@ -316,7 +314,7 @@ func sharedRegion(q *queues.Queue, self store.PoolEntry, window []store.PoolEntr
 // latencies name (best first), or, for a ticket that names none, every
 // region servers have registered in.
 func regionReach(q *queues.Queue, self store.PoolEntry, window []store.PoolEntry, st store.Stats, now time.Time) []contracts.RegionReach {
-	names := sortedRegions(st)
+	names := slices.Sorted(maps.Keys(st.Regions))
 	if len(self.Latencies) > 0 {
 		names = names[:0]
 		for r := range self.Latencies {
@@ -383,15 +381,6 @@ func windowCovers(q *queues.Queue, self store.PoolEntry, cands []store.PoolEntry
 		return &s
 	}
 	return nil
-}
-
-func sortedRegions(st store.Stats) []string {
-	names := make([]string, 0, len(st.Regions))
-	for r := range st.Regions {
-		names = append(names, r)
-	}
-	slices.Sort(names)
-	return names
 }
 
 func earlier(a, b time.Time) time.Time {

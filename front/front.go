@@ -440,6 +440,19 @@ func (a *API) ticketCall(w http.ResponseWriter, r *http.Request) (auth.Principal
 	return auth.Principal{}, "", false
 }
 
+// readTicket reads ticket id with get for p: a ticket p may not see is
+// answered errNoTicket, word for word as an unknown one.
+func readTicket(ctx context.Context, get func(context.Context, string) (contracts.Ticket, error), p auth.Principal, id string) (contracts.Ticket, error) {
+	t, err := get(ctx, id)
+	switch {
+	case err != nil:
+		return contracts.Ticket{}, storeErr("reading ticket", err)
+	case !mayRead(p, t):
+		return contracts.Ticket{}, errNoTicket
+	}
+	return t, nil
+}
+
 // ticketSource is how a poll or a stream of ticket id reads it for p. A
 // held poll or a stream is answered from the ticket its change carries; it
 // reads the store first, asking for the ticket's changes to be sent here,
@@ -447,14 +460,8 @@ func (a *API) ticketCall(w http.ResponseWriter, r *http.Request) (auth.Principal
 func (a *API) ticketSource(p auth.Principal, id string) longpoll.Source {
 	read := func(get func(context.Context, string) (contracts.Ticket, error)) func(context.Context) (any, int64, error) {
 		return func(ctx context.Context) (any, int64, error) {
-			t, err := get(ctx, id)
-			if err != nil {
-				return nil, 0, storeErr("reading ticket", err)
-			}
-			if !mayRead(p, t) {
-				return nil, 0, errNoTicket
-			}
-			return t, t.Version, nil
+			t, err := readTicket(ctx, get, p, id)
+			return t, t.Version, err
 		}
 	}
 	return longpoll.Source{
@@ -507,12 +514,8 @@ func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
 	if p.Role == auth.RolePlayer {
 		// A ticket's players never change, so reading them before the
 		// cancel decides as well as reading them in it would.
-		t, err := a.store.Ticket(r.Context(), id)
-		if err == nil && !mayRead(p, t) {
-			err = errNoTicket
-		}
-		if err != nil {
-			httpapi.WriteProblem(w, r, a.log, storeErr("reading ticket", err))
+		if _, err := readTicket(r.Context(), a.store.Ticket, p, id); err != nil {
+			httpapi.WriteProblem(w, r, a.log, err)
 			return
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -211,7 +212,7 @@ func (d *Dashboard) read(ctx context.Context) (contracts.Dashboard, error) {
 		}
 		out.Queues = append(out.Queues, view)
 	}
-	for _, name := range sortedKeys(d.stats.Regions) {
+	for _, name := range slices.Sorted(maps.Keys(d.stats.Regions)) {
 		rs := d.stats.Regions[name]
 		out.Regions = append(out.Regions, contracts.DashboardRegion{Name: name, Servers: rs.Servers, Live: rs.Live,
 			Draining: rs.Draining, FreeSlots: rs.FreeSlots})
@@ -247,7 +248,7 @@ func bands(entries []store.PoolEntry) []contracts.SkillBand {
 		b.Players += e.Players
 		b.Regions[bestRegion(e.Latencies)]++
 	}
-	for _, from := range sortedKeys(byFrom) {
+	for _, from := range slices.Sorted(maps.Keys(byFrom)) {
 		out = append(out, *byFrom[from])
 	}
 	return out
@@ -269,19 +270,10 @@ func bandWidth(span float64) float64 {
 // in order), or RegionAny for a ticket that states none.
 func bestRegion(latencies map[string]float64) string {
 	best, bestMS := contracts.RegionAny, math.Inf(1)
-	for _, r := range sortedKeys(latencies) {
+	for _, r := range slices.Sorted(maps.Keys(latencies)) {
 		if ms := latencies[r]; ms < bestMS {
 			best, bestMS = r, ms
 		}
 	}
 	return best
-}
-
-func sortedKeys[K float64 | string, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
