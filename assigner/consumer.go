@@ -73,7 +73,11 @@ func (c *Consumer) Handle(ctx context.Context, msg broker.Message) error {
 		c.handleBatch(ctx, []*matchCall{call})()
 		return call.err
 	}
-	return c.combine(ctx, call)
+	// The store's part of a batch is done before the next batch starts,
+	// so that the next one sees this one's placements; the retry publish
+	// waits for RabbitMQ's confirm, which the next batch need not wait for.
+	c.batches.Do([]*matchCall{call}, func(batch []*matchCall) func() { return c.handleBatch(ctx, batch) })
+	return call.err
 }
 
 // Batches (ConsumerConfig.Batch).
@@ -96,15 +100,6 @@ func (c *Consumer) Handle(ctx context.Context, msg broker.Message) error {
 type matchCall struct {
 	msg contracts.MatchMessage
 	err error
-}
-
-// combine handles call in a batch and answers its outcome. The store's
-// part of the batch is done before the next batch starts, so that the
-// next one sees this one's placements; the retry publish waits for
-// RabbitMQ's confirm, which the next batch need not wait for.
-func (c *Consumer) combine(ctx context.Context, call *matchCall) error {
-	c.batches.Do([]*matchCall{call}, func(batch []*matchCall) func() { return c.handleBatch(ctx, batch) })
-	return call.err
 }
 
 // handleBatch does the store's part of handling calls and answers what

@@ -82,10 +82,7 @@ func (p *Poller) ServeWith(w http.ResponseWriter, r *http.Request, kind store.Ch
 	// and the wait still wakes us.
 	changed, unwatch := p.Hub.Watch(kind, id)
 	defer unwatch()
-	hold := src.Read
-	if src.Hold != nil {
-		hold = src.Hold
-	}
+	hold := src.hold()
 	v, version, err := hold(ctx)
 	if err != nil {
 		httpapi.WriteProblem(w, r, p.Log, err)
@@ -117,8 +114,8 @@ func (p *Poller) ServeWith(w http.ResponseWriter, r *http.Request, kind store.Ch
 	for {
 		select {
 		case c := <-changed:
-			if c.Kind != store.ChangeResync && c.Version > 0 && c.Version <= version {
-				continue // stale or repeated: the record held is as new
+			if stale(c, version) {
+				continue
 			}
 			nv, nversion, ok := p.carried(src, c)
 			if !ok {
@@ -144,6 +141,30 @@ func (p *Poller) ServeWith(w http.ResponseWriter, r *http.Request, kind store.Ch
 			return
 		}
 	}
+}
+
+// hold is how a poll about to be held, or a stream, reads its record:
+// Hold if set, else Read.
+func (src Source) hold() func(ctx context.Context) (any, int64, error) {
+	if src.Hold != nil {
+		return src.Hold
+	}
+	return src.Read
+}
+
+// stale reports whether change c brings nothing newer than version: a
+// change repeated, or overtaken by one already seen. A resync always
+// counts.
+func stale(c store.Change, version int64) bool {
+	return c.Kind != store.ChangeResync && c.Version > 0 && c.Version <= version
+}
+
+// heartbeat is how often an idle stream shows it is alive.
+func (p *Poller) heartbeat() time.Duration {
+	if p.Heartbeat > 0 {
+		return p.Heartbeat
+	}
+	return DefaultHeartbeat
 }
 
 // carried is the record c carries, if src can take it from there.

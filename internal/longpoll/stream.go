@@ -66,10 +66,7 @@ func (p *Poller) Stream(w http.ResponseWriter, r *http.Request, kind store.Chang
 	ctx := r.Context()
 	changed, unwatch := p.Hub.WatchBuffered(kind, id, watchBuffer)
 	defer unwatch()
-	read := src.Read
-	if src.Hold != nil {
-		read = src.Hold
-	}
+	read := src.hold()
 	v, version, err := read(ctx)
 	if err != nil {
 		httpapi.WriteProblem(w, r, p.Log, err)
@@ -92,11 +89,7 @@ func (p *Poller) Stream(w http.ResponseWriter, r *http.Request, kind store.Chang
 		g.Inc()
 		defer g.Dec()
 	}
-	heartbeat := p.Heartbeat
-	if heartbeat <= 0 {
-		heartbeat = DefaultHeartbeat
-	}
-	beat := time.NewTicker(heartbeat)
+	beat := time.NewTicker(p.heartbeat())
 	defer beat.Stop()
 	for {
 		if version > after {
@@ -112,7 +105,7 @@ func (p *Poller) Stream(w http.ResponseWriter, r *http.Request, kind store.Chang
 		}
 		select {
 		case c := <-changed:
-			if c.Kind != store.ChangeResync && c.Version > 0 && c.Version <= version {
+			if stale(c, version) {
 				continue
 			}
 			nv, nversion, ok := p.carried(src, c)
@@ -275,11 +268,7 @@ func openWebSocket(w http.ResponseWriter, r *http.Request, p *Poller) (*wsSink, 
 		p.debug("stream: websocket upgrade refused", "err", err)
 		return nil, err
 	}
-	beat := p.Heartbeat
-	if beat <= 0 {
-		beat = DefaultHeartbeat
-	}
-	return &wsSink{conn: conn, beat: beat, queue: make(chan []byte, sendBuffer), done: make(chan struct{})}, nil
+	return &wsSink{conn: conn, beat: p.heartbeat(), queue: make(chan []byte, sendBuffer), done: make(chan struct{})}, nil
 }
 
 // context ends when the client closes its side; reading is what answers
