@@ -77,14 +77,17 @@ func findMatch(q *queues.Queue, anchor store.PoolEntry, cands []store.PoolEntry,
 	if !complete(q, &sel, now) {
 		return nil, "", nil, false
 	}
+	var teams [][]int
 	if q.TeamSize > 1 {
+		// The split that scored the chosen selection is its teams.
 		var ok bool
-		if sel, ok = balancedAlternative(q, start, sel, ordered, now); !ok {
+		if sel, teams, ok = balancedAlternative(q, start, sel, ordered, now); !ok {
 			return nil, "", nil, false
 		}
+	} else {
+		teams, _ = formTeams(q, sel.entries, true)
 	}
 	region, _ := sharedRegion(q, sel.entries, now)
-	teams, _ := formTeams(q, sel.entries, true)
 	return sel.entries, region, teams, true
 }
 
@@ -140,6 +143,7 @@ type balance struct {
 	fair   bool
 	gap    float64 // between the strongest and weakest team's mean skill
 	spread float64
+	teams  [][]int // the split, as formTeams answers it
 }
 
 // better reports whether a is a better match than b: a fair split first,
@@ -171,7 +175,7 @@ func balanceOf(q *queues.Queue, sel *selection) balance {
 		lo, hi = min(lo, mean), max(hi, mean)
 	}
 	gap := hi - lo
-	return balance{fair: gap <= fairGap, gap: gap, spread: sel.hi - sel.lo}
+	return balance{fair: gap <= fairGap, gap: gap, spread: sel.hi - sel.lo, teams: teams}
 }
 
 // balancedAlternative is selection that balances while it chooses. The
@@ -190,7 +194,7 @@ func balanceOf(q *queues.Queue, sel *selection) balance {
 // its strength). The best by balance.better among those that keep the
 // queue's balance rule wins; none, and there is no match yet. The cost is
 // bounded: at most 2·(len(greedy)+1) + maxForced fills of the candidates.
-func balancedAlternative(q *queues.Queue, start, greedy selection, ordered []store.PoolEntry, now time.Time) (selection, bool) {
+func balancedAlternative(q *queues.Queue, start, greedy selection, ordered []store.PoolEntry, now time.Time) (selection, [][]int, bool) {
 	var (
 		best      selection
 		bestScore balance
@@ -209,7 +213,7 @@ func balancedAlternative(q *queues.Queue, start, greedy selection, ordered []sto
 		}
 	}
 	if consider(greedy); found && bestScore.fair {
-		return greedy, true
+		return greedy, bestScore.teams, true
 	}
 	anchor := start.entries[0]
 	byMean := byMeanNear(ordered, meanSkill(&anchor))
@@ -239,7 +243,7 @@ func balancedAlternative(q *queues.Queue, start, greedy selection, ordered []sto
 		around := byMeanNear(ordered, meanSkill(&c))
 		consider(fill(q, with, around, func(i int) bool { return around[i].TicketID == c.TicketID }, now))
 	}
-	return best, found
+	return best, bestScore.teams, found
 }
 
 // meanSkill is a party's mean player skill.
