@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -57,7 +58,12 @@ func Setup(ctx context.Context, service string) (on bool, shutdown func(context.
 func Use(tp trace.TracerProvider) {
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
+	on.Store(true)
 }
+
+// on is set once Use has been called: until then a message's handling
+// starts no span, which would cost every message allocations for nothing.
+var on atomic.Bool
 
 // Tracer is the suite's tracer.
 func Tracer() trace.Tracer { return otel.Tracer("github.com/quickmatch/quickmatch") }
@@ -80,6 +86,9 @@ func Inject(ctx context.Context) map[string]string {
 // carried a trace context: a child of the span that published it. The
 // caller ends it.
 func Consume(ctx context.Context, queue string, headers map[string]string) (context.Context, trace.Span) {
+	if !on.Load() {
+		return ctx, trace.SpanFromContext(context.Background()) // records nothing; ending it ends nothing
+	}
 	if len(headers) > 0 {
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(headers))
 	}
