@@ -329,3 +329,16 @@ func CheckJSONContentType(contentType string) error {
 	}
 	return fmt.Errorf("%w: the body must be application/json, not %s", ErrUnsupportedMediaType, mt)
 }
+
+// DecodeAcceptRequest reads one answer to a match's acceptance:
+// {"accept": true} or {"accept": false}.
+func DecodeAcceptRequest(r io.Reader) (bool, error) {
+	var req AcceptRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return false, err
+	}
+	if req.Accept == nil {
+		return false, fmt.Errorf("%w: accept is required, true or false", ErrBadRequest)
+	}
+	return *req.Accept, nil
+}

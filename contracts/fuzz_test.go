@@ -111,6 +111,28 @@ func FuzzDecodeServerRequest(f *testing.F) {
 	})
 }
 
+func FuzzDecodeAcceptRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"accept":true}`, `{"accept":false}`, `{"accept":null}`, `{"accept":1}`,
+		`{"accept":true,"accept":false}`, `{"accept":true} x`, `{"accept":true,"x":1}`, `{}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		accept, err := contracts.DecodeAcceptRequest(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, contracts.ErrBadRequest) {
+				t.Fatalf("DecodeAcceptRequest(%q): %v does not wrap ErrBadRequest", data, err)
+			}
+			return
+		}
+		var raw map[string]bool
+		if json.Unmarshal(data, &raw) != nil || len(raw) != 1 || raw["accept"] != accept {
+			t.Fatalf("DecodeAcceptRequest(%q) = %v, which the JSON does not say", data, accept)
+		}
+	})
+}
+
 func FuzzDecodeTicketMessage(f *testing.F) {
 	for _, s := range []string{
 		`{"v":1,"ticket":` + ticketJSON + `,"attempt":2}`,

@@ -14,6 +14,10 @@ type Match struct {
 	TicketIDs []string   `json:"ticket_ids"`
 	Players   []Player   `json:"players"`
 	CreatedAt time.Time  `json:"created_at"`
+	// AcceptDeadline, when set, is when the match falls through unless
+	// every ticket has accepted it: the tickets wait in
+	// pending_acceptance until then.
+	AcceptDeadline time.Time `json:"accept_deadline,omitzero"`
 	// AssignDeadline is when the assigner gives up finding a server and fails
 	// the match's tickets with ReasonNoServerCapacity.
 	AssignDeadline time.Time `json:"assign_deadline"`

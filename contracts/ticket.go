@@ -9,13 +9,18 @@ import (
 	"unicode/utf8"
 )
 
-// Status is where a ticket is in its life. It only moves forward:
-// searching → matched → assigned, or ends in cancelled, expired or failed.
+// Status is where a ticket is in its life. It moves forward: searching →
+// matched → assigned, or ends in cancelled, expired or failed. In a queue
+// that asks for acceptance a formed match first holds its tickets in
+// pending_acceptance; from there they go on to matched when every ticket
+// of the match accepts, or, when one declines or the time runs out, the
+// others go back to searching.
 type Status string
 
 const (
-	StatusSearching Status = "searching"
-	StatusMatched   Status = "matched"
+	StatusSearching         Status = "searching"
+	StatusPendingAcceptance Status = "pending_acceptance"
+	StatusMatched           Status = "matched"
 	StatusAssigned  Status = "assigned"
 	StatusCancelled Status = "cancelled"
 	StatusExpired   Status = "expired"
@@ -47,9 +52,16 @@ func (s Status) rank() int {
 	return 0
 }
 
-// Reasons a ticket failed, stable for clients to switch on.
+// Reasons a ticket failed or was cancelled, stable for clients to switch
+// on.
 const (
 	ReasonNoServerCapacity = "no_server_capacity"
+	// ReasonDeclined: the ticket's player declined the match it was
+	// offered, or cancelled while it was offered.
+	ReasonDeclined = "declined"
+	// ReasonAcceptTimeout: the ticket did not accept the match it was
+	// offered before the match's acceptance deadline.
+	ReasonAcceptTimeout = "accept_timeout"
 )
 
 // Player is one member of a party.
@@ -82,7 +94,26 @@ type Ticket struct {
 	Attributes map[string]string  `json:"attributes,omitempty"`
 	Match      *MatchRef          `json:"match,omitempty"`
 	Assignment *Assignment        `json:"assignment,omitempty"`
-	Reason     string             `json:"reason"`
+	// Acceptance, while the ticket is pending_acceptance, says until when
+	// the match waits for its answer and whether it has accepted.
+	Acceptance *Acceptance `json:"acceptance,omitempty"`
+	Reason     string      `json:"reason"`
+}
+
+// Acceptance is a pending match's question to one of its tickets.
+type Acceptance struct {
+	Deadline time.Time `json:"deadline"`
+	Accepted bool      `json:"accepted"`
+}
+
+// AcceptRequest is the body of POST /v1/tickets/{id}/accept.
+type AcceptRequest struct {
+	Accept *bool `json:"accept"`
+}
+
+// Asked reports whether t waits for its player's answer to a match.
+func (t *Ticket) Asked() bool {
+	return t.Status == StatusPendingAcceptance && (t.Acceptance == nil || !t.Acceptance.Accepted)
 }
 
 // PlayerIDs lists the ids of the ticket's party in order.

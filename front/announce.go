@@ -1,6 +1,7 @@
 package front
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -65,4 +66,28 @@ func (a *announcer) send(ctx context.Context, name string, batch []*announcement
 		return fmt.Errorf("publishing %d tickets: %w", len(batch), err)
 	}
 	return nil
+}
+
+// announceAll publishes ts, the tickets of each queue in one message
+// where they fit, and returns once every message is confirmed; the first
+// error is returned.
+func (a *announcer) announceAll(ctx context.Context, ts []contracts.Ticket) error {
+	byQueue := map[string][]*announcement{}
+	for _, t := range ts {
+		byQueue[t.Queue] = append(byQueue[t.Queue], &announcement{ticket: t})
+	}
+	var first error
+	for q, batch := range byQueue {
+		a.combiner(q).Do(batch, func(batch []*announcement) func() {
+			err := a.send(ctx, contracts.TicketQueue(q), batch)
+			for _, o := range batch {
+				o.err = err
+			}
+			return nil
+		})
+		for _, o := range batch {
+			first = cmp.Or(first, o.err)
+		}
+	}
+	return first
 }

@@ -34,6 +34,7 @@ type Store interface {
 	Ticket(ctx context.Context, id string) (contracts.Ticket, error)
 	WatchTicket(ctx context.Context, id string) (contracts.Ticket, error)
 	CancelTicket(ctx context.Context, id string, now time.Time) (contracts.Ticket, error)
+	AnswerMatch(ctx context.Context, id string, accept bool, now time.Time) (store.Answer, error)
 	Regions(ctx context.Context) ([]string, error)
 	// An explanation reads the pool near the ticket and the counts
 	// (store.CachingStats shares one reading of them among explanations).
@@ -145,6 +146,7 @@ func (a *API) Mount(r chi.Router) {
 		r.Get("/v1/tickets/{id}/events", a.streamTicket)
 		r.Get("/v1/tickets/{id}/explain", a.explainTicket)
 		r.Delete("/v1/tickets/{id}", a.cancelTicket)
+		r.Post("/v1/tickets/{id}/accept", a.acceptTicket)
 	})
 }
 
@@ -500,9 +502,11 @@ func untilOf(r *http.Request) (func(any) bool, error) {
 	if stage != contracts.StatusMatched && stage != contracts.StatusAssigned {
 		return nil, fmt.Errorf("%w: until must be matched or assigned, not %q", contracts.ErrBadRequest, stage)
 	}
+	// A ticket whose player must answer a match answers the poll too:
+	// the match waits for the answer.
 	return func(v any) bool {
 		t, ok := v.(contracts.Ticket)
-		return ok && t.Status.Reached(stage)
+		return ok && (t.Status.Reached(stage) || t.Asked())
 	}, nil
 }
 
@@ -521,6 +525,15 @@ func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now().UTC()
 	t, err := a.store.CancelTicket(r.Context(), id, now)
+	if offered(err) {
+		t, err = a.answer(r.Context(), id, false)
+		if err != nil {
+			httpapi.WriteProblem(w, r, a.log, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, t)
+		return
+	}
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, storeErr("cancelling ticket", err))
 		return

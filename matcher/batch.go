@@ -410,10 +410,15 @@ func (n *neighbours) of(s *searcher) []store.PoolEntry {
 
 // publish sends a batch's matches and retries, each kind in one confirmed
 // publish (the retries as few messages as MaxTicketsPerMessage allows), and
-// fails the calls that waited for a publish that failed.
+// fails the calls that waited for a publish that failed. A match that asks
+// its players to accept stays in the store until they answer: whoever
+// records the last acceptance sends it (front.API.acceptTicket).
 func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, now time.Time) {
 	bodies := make([][]byte, 0, len(out.matches))
 	for _, f := range out.matches {
+		if !f.match.AcceptDeadline.IsZero() {
+			continue
+		}
 		body, err := contracts.EncodeMatchMessage(*f.match, 0)
 		if err != nil {
 			failUnpublished(out.matchCalls, err)
@@ -422,8 +427,12 @@ func (m *Matcher) publish(ctx context.Context, q *queues.Queue, out *outcome, no
 		}
 		bodies = append(bodies, body)
 	}
-	if len(bodies) > 0 {
-		if err := m.cfg.Publisher.Publish(ctx, contracts.MatchQueue, bodies...); err != nil {
+	if len(out.matches) > 0 {
+		var err error
+		if len(bodies) > 0 {
+			err = m.cfg.Publisher.Publish(ctx, contracts.MatchQueue, bodies...)
+		}
+		if err != nil {
 			failUnpublished(out.matchCalls, fmt.Errorf("publishing %d matches: %w", len(bodies), err))
 		} else {
 			for _, f := range out.matches {

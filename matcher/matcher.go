@@ -289,6 +289,12 @@ func (m *Matcher) formMatch(ctx context.Context, q *queues.Queue, region string,
 		AssignDeadline: now.Add(q.AssignDeadline),
 		Teams:          make([][]string, len(teams)),
 	}
+	if q.AcceptTimeout > 0 {
+		// The match asks first; its wait for a server starts when it may
+		// last be accepted.
+		match.AcceptDeadline = now.Add(q.AcceptTimeout)
+		match.AssignDeadline = match.AcceptDeadline.Add(q.AssignDeadline)
+	}
 	for _, e := range entries {
 		match.TicketIDs = append(match.TicketIDs, e.TicketID)
 		match.Players = append(match.Players, e.Party...)

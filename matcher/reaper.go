@@ -17,6 +17,7 @@ type ReaperStore interface {
 	Unannounced(ctx context.Context, before, now time.Time, limit int) ([]contracts.Ticket, error)
 	ReleaseStale(ctx context.Context, limit int) (int, error)
 	OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error)
+	ExpireAcceptances(ctx context.Context, now time.Time, limit int) ([]contracts.Ticket, []string, error)
 }
 
 // Reaper repairs, every Interval, what processes that died mid-step left
@@ -39,6 +40,11 @@ type ReaperStore interface {
 //     that lost its last second of writes in a crash forgets that it was
 //     placed, while the assigner has acknowledged the message): the reaper
 //     sends it to the assigners again, which place it or fail it.
+//
+// It also keeps a promise of its own: a match that asked its players to
+// accept and was not accepted by its deadline falls through (the tickets
+// that did not accept end cancelled, accept_timeout) and the reaper
+// announces the tickets that go back to searching.
 type Reaper struct {
 	Store       ReaperStore
 	Publisher   Publisher
@@ -92,6 +98,11 @@ func (r *Reaper) sweep(ctx context.Context) {
 		}
 		r.Log.Info("expired orphaned tickets", "count", len(ids))
 	}
+	if n, err := r.timeOutAcceptances(ctx, now); err != nil {
+		warn("timing out acceptances", err)
+	} else if n > 0 {
+		r.Log.Info("timed out the acceptance of matches", "tickets", n)
+	}
 	if n, err := r.resend(ctx, now); err != nil {
 		warn("sending overdue matches again", err)
 	} else if n > 0 {
@@ -131,6 +142,47 @@ func (r *Reaper) resend(ctx context.Context, now time.Time) (int, error) {
 	return len(overdue), nil
 }
 
+// timeOutAcceptances dissolves the matches whose acceptance deadline has
+// passed, announces the tickets that search again, and reports how many
+// tickets it cancelled. Should the announcement fail, they are announced
+// again as orphans (republish), as the dissolve left them unannounced.
+func (r *Reaper) timeOutAcceptances(ctx context.Context, now time.Time) (int, error) {
+	requeued, timedOut, err := r.Store.ExpireAcceptances(ctx, now, reapBatch)
+	for _, id := range timedOut {
+		q, _ := store.QueueOfID(id)
+		r.Metrics.TicketsFinished.WithLabelValues(q, string(contracts.StatusCancelled)).Inc()
+	}
+	if err != nil {
+		return len(timedOut), err
+	}
+	if r.Publisher != nil {
+		if err := Announce(ctx, r.Publisher, requeued); err != nil {
+			return len(timedOut), err
+		}
+	}
+	return len(timedOut), nil
+}
+
+// Announce publishes tickets to the matchers, those of each queue in as
+// few messages as they fit: the tickets that a match falling through sent
+// back to searching.
+func Announce(ctx context.Context, p Publisher, tickets []contracts.Ticket) error {
+	byQueue := map[string][]contracts.TicketTry{}
+	for _, t := range tickets {
+		byQueue[t.Queue] = append(byQueue[t.Queue], contracts.TicketTry{Ticket: t})
+	}
+	for q, tries := range byQueue {
+		bodies, err := encodeTickets(tries)
+		if err != nil {
+			return err
+		}
+		if err := p.Publish(ctx, contracts.TicketQueue(q), bodies...); err != nil {
+			return fmt.Errorf("publishing %d tickets of queue %s: %w", len(tries), q, err)
+		}
+	}
+	return nil
+}
+
 // republish announces again the tickets no matcher has taken up for
 // OrphanAfter, and reports how many.
 func (r *Reaper) republish(ctx context.Context, now time.Time) (int, error) {
@@ -141,20 +193,10 @@ func (r *Reaper) republish(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	byQueue := map[string][]contracts.TicketTry{}
-	for _, t := range orphans {
-		byQueue[t.Queue] = append(byQueue[t.Queue], contracts.TicketTry{Ticket: t})
-	}
-	for q, tries := range byQueue {
-		bodies, err := encodeTickets(tries)
-		if err != nil {
-			return 0, err
-		}
-		// Unannounced has marked them returned: one that fails to go out
-		// here is returned again an interval later.
-		if err := r.Publisher.Publish(ctx, contracts.TicketQueue(q), bodies...); err != nil {
-			return 0, fmt.Errorf("publishing %d tickets of queue %s: %w", len(tries), q, err)
-		}
+	// Unannounced has marked them returned: one that fails to go out here
+	// is returned again an interval later.
+	if err := Announce(ctx, r.Publisher, orphans); err != nil {
+		return 0, err
 	}
 	return len(orphans), nil
 }

@@ -40,6 +40,7 @@ type fileQueue struct {
 	Balance        *fileWindow `yaml:"balance"`
 	RegionWait     *duration   `yaml:"region_wait"`
 	MaxWait        *duration   `yaml:"max_wait"`
+	AcceptTimeout  *duration   `yaml:"accept_timeout"`
 	AssignDeadline *duration   `yaml:"assign_deadline"`
 	RetryDelay     *duration   `yaml:"retry_delay"`
 }
@@ -217,6 +218,9 @@ func (fq *fileQueue) queue() (Queue, error) {
 	}
 	if fq.MaxWait != nil {
 		q.MaxWait = time.Duration(*fq.MaxWait)
+	}
+	if fq.AcceptTimeout != nil {
+		q.AcceptTimeout = time.Duration(*fq.AcceptTimeout)
 	}
 	if fq.AssignDeadline != nil {
 		q.AssignDeadline = time.Duration(*fq.AssignDeadline)

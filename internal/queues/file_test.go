@@ -33,6 +33,9 @@ func TestExampleQueuesFile(t *testing.T) {
 	if brawl.FillWait != 15*time.Second || brawl.Latency.Max != 250 || brawl.RegionWait != 10*time.Second {
 		t.Errorf("brawl: fill wait %v, latency max %v, region wait %v", brawl.FillWait, brawl.Latency.Max, brawl.RegionWait)
 	}
+	if tour, _ := set.Get("tournament-duel"); tour.AcceptTimeout != 15*time.Second {
+		t.Errorf("tournament-duel: accept timeout %v, want 15s", tour.AcceptTimeout)
+	}
 	five, _ := set.Get("ranked-5v5")
 	if want := (Window{Initial: 20, PerSecond: 0.25, Max: 200}); five.Balance != want {
 		t.Errorf("ranked-5v5: balance %+v, want %+v", five.Balance, want)
@@ -61,6 +64,8 @@ func TestQueuesFileErrors(t *testing.T) {
 		{"balance unknown field", "queues:\n  - name: x\n    balance: {initial: 30, growth: 1}\n", []string{"balance", "growth"}},
 		{"negative region wait", "queues:\n  - name: x\n    region_wait: -1s\n", []string{`queue "x"`, "region_wait"}},
 		{"region wait not a duration", "queues:\n  - name: x\n    region_wait: 10\n", []string{`queue "x"`, "region_wait"}},
+		{"negative accept timeout", "queues:\n  - name: x\n    accept_timeout: -1s\n", []string{`queue "x"`, "accept_timeout"}},
+		{"accept timeout too long", "queues:\n  - name: x\n    accept_timeout: 1h\n", []string{`queue "x"`, "accept_timeout"}},
 		{"retry past max wait", "queues:\n  - name: x\n    max_wait: 1s\n    retry_delay: 2s\n", []string{`queue "x"`, "retry_delay"}},
 		{"ffa min over max", "queues:\n  - name: f\n    free_for_all: {min_players: 9, max_players: 8}\n", []string{`queue "f"`, "min_players"}},
 		{"ffa with teams", "queues:\n  - name: f\n    teams: 2\n    free_for_all: {min_players: 2, max_players: 8}\n", []string{`queue "f"`, "free_for_all"}},

@@ -46,8 +46,14 @@ type Queue struct {
 	RegionWait time.Duration
 	// MaxWait bounds the search: a ticket unmatched after it is expired.
 	MaxWait time.Duration
+	// AcceptTimeout, when set, makes every match ask its players first:
+	// its tickets wait in pending_acceptance for up to AcceptTimeout for
+	// every one of them to accept (POST /v1/tickets/{id}/accept). Zero
+	// means matches go to a server at once.
+	AcceptTimeout time.Duration
 	// AssignDeadline bounds the wait for a game server after the match
-	// formed; past it the tickets fail with no_server_capacity.
+	// formed (after its acceptance deadline, in a queue that asks); past
+	// it the tickets fail with no_server_capacity.
 	AssignDeadline time.Duration
 	// RetryDelay is how long a ticket that found no match waits before its
 	// next search.
@@ -183,6 +189,8 @@ func (q *Queue) Validate() error {
 		return bad("region_wait", "must not be negative")
 	case q.MaxWait <= 0:
 		return bad("max_wait", "must be positive")
+	case q.AcceptTimeout < 0 || q.AcceptTimeout > 10*time.Minute:
+		return bad("accept_timeout", "must be between 0 (no acceptance) and 10m")
 	case q.AssignDeadline <= 0:
 		return bad("assign_deadline", "must be positive")
 	case q.RetryDelay <= 0 || q.RetryDelay > q.MaxWait:

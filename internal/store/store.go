@@ -108,6 +108,17 @@ type PoolEntry struct {
 	Latencies map[string]float64 `json:"latencies,omitempty"`
 }
 
+// Answer is what AnswerMatch did.
+type Answer struct {
+	// Ticket is the answering ticket after the answer.
+	Ticket contracts.Ticket
+	// Ready is the match this answer completed: it now waits for a
+	// server.
+	Ready *contracts.Match
+	// Requeued lists the tickets a decline sent back to searching.
+	Requeued []contracts.Ticket
+}
+
 // AssignResult is what AssignMatches answers for one match: what
 // AssignMatch answers, the assignment or the error.
 type AssignResult struct {
@@ -266,7 +277,43 @@ type Store interface {
 	// ticket that is not searching is reported in a *ConflictError (status
 	// "" if it does not exist). Claiming a match id that is already stored
 	// changes nothing and returns nil.
+	//
+	// A match with an AcceptDeadline asks its tickets first: they become
+	// pending_acceptance instead (with Acceptance{Deadline:
+	// m.AcceptDeadline}), and the match waits for AnswerMatch or
+	// ExpireAcceptances rather than for a server: OverdueMatches does not
+	// see it, and AssignMatch answers ErrConflict for it.
 	ClaimMatch(ctx context.Context, m contracts.Match, now time.Time) error
+	// AnswerMatch records the answer of ticket id to the match it is
+	// offered. Accepting marks the ticket accepted (version+1); the
+	// acceptance that completes the match moves every ticket of it to
+	// matched (version+1, Acceptance cleared), and the match then waits
+	// for a server as a match claimed without acceptance does
+	// (OverdueMatches by its AssignDeadline): Answer.Ready is the match,
+	// for the caller to send to the assigners. Declining, before or after
+	// an acceptance, ends the ticket cancelled with ReasonDeclined and its
+	// players released, and dissolves the match: every other ticket of it
+	// goes back to searching (version+1, Match and Acceptance cleared),
+	// keeping its CreatedAt, its expiry pushed back by the time it was
+	// offered the match, and unannounced (see Unannounced) until a matcher
+	// takes it up again: Answer.Requeued lists them, for the caller to
+	// announce. Each answer is one atomic step against claims, cancels,
+	// other answers and ExpireAcceptances.
+	//
+	// Answering again what the ticket already answered changes nothing and
+	// answers the ticket as it is (with Ready set again while the match it
+	// accepted waits for a server, so that a caller that died before
+	// sending it, or whose send failed, may send it again). ErrNotFound for
+	// an unknown ticket; a *ConflictError for one that was not offered a
+	// match, or whose match has gone on or fallen through.
+	AnswerMatch(ctx context.Context, id string, accept bool, now time.Time) (Answer, error)
+	// ExpireAcceptances dissolves up to limit matches whose AcceptDeadline
+	// is at or before now: the tickets that did not accept end cancelled
+	// with ReasonAcceptTimeout, their players released; the others go back
+	// to searching as after a decline (AnswerMatch). It answers the
+	// tickets it sent back to searching, for the caller to announce, and
+	// the ids of those it cancelled.
+	ExpireAcceptances(ctx context.Context, now time.Time, limit int) (requeued []contracts.Ticket, timedOut []string, err error)
 	// OverdueMatches returns up to limit matches that wait for a server
 	// although their assignment deadline passed at or before before: the
 	// message that was to place or fail them is gone (a store that lost

@@ -20,6 +20,10 @@ func cloneTicket(t contracts.Ticket) contracts.Ticket {
 		a := *t.Assignment
 		t.Assignment = &a
 	}
+	if t.Acceptance != nil {
+		a := *t.Acceptance
+		t.Acceptance = &a
+	}
 	return t
 }
 

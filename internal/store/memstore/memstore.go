@@ -52,6 +52,9 @@ type Store struct {
 	// waiting holds the matches waiting for a server, with when each is
 	// due for OverdueMatches.
 	waiting map[string]time.Time
+	// accepting holds the matches waiting for their tickets' answers,
+	// with their acceptance deadlines.
+	accepting map[string]time.Time
 }
 
 type idemName struct{ queue, key string }
@@ -81,12 +84,20 @@ const (
 	matchAssigned
 	matchFailed
 	matchEnded
+	// matchAccepting: claimed with an acceptance deadline, waiting for
+	// every ticket to accept.
+	matchAccepting
+	// matchDissolved: declined or timed out before every ticket accepted.
+	matchDissolved
 )
 
 type matchRec struct {
 	m          contracts.Match
 	state      matchState
 	assignment contracts.Assignment
+	// claimedAt is when a match asking for acceptance was claimed, which
+	// its tickets' expiries are pushed back by should it fall through.
+	claimedAt time.Time
 }
 
 type serverRec struct {
@@ -120,6 +131,7 @@ func New(opts Options) *Store {
 		unannounced: map[string]time.Time{},
 		keys:        map[idemName]idemRec{},
 		waiting:     map[string]time.Time{},
+		accepting:   map[string]time.Time{},
 	}
 }
 
@@ -316,7 +328,7 @@ func (s *Store) purge(now time.Time) {
 			break
 		}
 		if r.isMatch {
-			if m, ok := s.matches[r.match]; ok && (m.state == matchFailed || m.state == matchEnded) {
+			if m, ok := s.matches[r.match]; ok && (m.state == matchFailed || m.state == matchEnded || m.state == matchDissolved) {
 				delete(s.matches, r.match)
 			}
 			continue
@@ -415,21 +427,171 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 		recs[i] = rec
 	}
 	m = cloneMatch(m)
-	s.matches[m.ID] = &matchRec{m: m}
-	s.waiting[m.ID] = m.AssignDeadline
+	mrec := &matchRec{m: m}
+	s.matches[m.ID] = mrec
+	status := contracts.StatusMatched
+	if m.AcceptDeadline.IsZero() {
+		s.waiting[m.ID] = m.AssignDeadline
+	} else {
+		mrec.state, mrec.claimedAt = matchAccepting, now
+		s.accepting[m.ID] = m.AcceptDeadline
+		status = contracts.StatusPendingAcceptance
+	}
 	for _, rec := range recs {
 		if rec.t.Status != contracts.StatusSearching {
 			continue // listed twice in m.TicketIDs
 		}
-		rec.t.Status = contracts.StatusMatched
+		rec.t.Status = status
 		rec.t.Version++
 		rec.t.UpdatedAt = now
 		rec.t.Match = cloneRef(m.Ref())
+		if status == contracts.StatusPendingAcceptance {
+			rec.t.Acceptance = &contracts.Acceptance{Deadline: m.AcceptDeadline}
+		}
 		s.unpool(rec)
 		delete(s.unannounced, rec.t.ID)
 		s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
 	}
 	return nil
+}
+
+// AnswerMatch implements store.Store.
+func (s *Store) AnswerMatch(ctx context.Context, id string, accept bool, now time.Time) (store.Answer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[id]
+	if !ok {
+		return store.Answer{}, fmt.Errorf("answering for ticket %s: %w", id, store.ErrNotFound)
+	}
+	var mrec *matchRec
+	if rec.t.Match != nil {
+		mrec = s.matches[rec.t.Match.ID]
+	}
+	conflict := func() (store.Answer, error) {
+		return store.Answer{Ticket: cloneTicket(rec.t)}, fmt.Errorf("answering for ticket %s: %w", id,
+			&store.ConflictError{TicketID: id, Status: rec.t.Status})
+	}
+	switch {
+	case !accept && rec.t.Status == contracts.StatusCancelled && rec.t.Reason == contracts.ReasonDeclined:
+		return store.Answer{Ticket: cloneTicket(rec.t)}, nil
+	case accept && rec.t.Status == contracts.StatusMatched && mrec != nil && !mrec.m.AcceptDeadline.IsZero():
+		a := store.Answer{Ticket: cloneTicket(rec.t)}
+		if mrec.state == matchClaimed {
+			m := cloneMatch(mrec.m)
+			a.Ready = &m
+		}
+		return a, nil
+	case accept && rec.t.Status == contracts.StatusAssigned && mrec != nil && !mrec.m.AcceptDeadline.IsZero():
+		return store.Answer{Ticket: cloneTicket(rec.t)}, nil
+	case rec.t.Status != contracts.StatusPendingAcceptance || mrec == nil || mrec.state != matchAccepting:
+		return conflict()
+	}
+	if !accept {
+		requeued := s.dissolve(mrec, func(t *ticketRec) bool { return t == rec }, contracts.ReasonDeclined, now)
+		return store.Answer{Ticket: cloneTicket(rec.t), Requeued: requeued}, nil
+	}
+	if !rec.t.Acceptance.Accepted {
+		rec.t.Acceptance.Accepted = true
+		s.bump(rec, now)
+	}
+	a := store.Answer{Ticket: cloneTicket(rec.t)}
+	recs := s.matchTickets(mrec)
+	for _, t := range recs {
+		if t.t.Status != contracts.StatusPendingAcceptance || !t.t.Acceptance.Accepted {
+			return a, nil
+		}
+	}
+	mrec.state = matchClaimed
+	delete(s.accepting, mrec.m.ID)
+	s.waiting[mrec.m.ID] = mrec.m.AssignDeadline
+	for _, t := range recs {
+		t.t.Status, t.t.Acceptance = contracts.StatusMatched, nil
+		s.bump(t, now)
+	}
+	m := cloneMatch(mrec.m)
+	a.Ticket, a.Ready = cloneTicket(rec.t), &m
+	return a, nil
+}
+
+// ExpireAcceptances implements store.Store.
+func (s *Store) ExpireAcceptances(ctx context.Context, now time.Time, limit int) ([]contracts.Ticket, []string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var (
+		requeued []contracts.Ticket
+		timedOut []string
+	)
+	for id, deadline := range s.accepting {
+		if limit <= 0 {
+			break
+		}
+		mrec, ok := s.matches[id]
+		if !ok || mrec.state != matchAccepting {
+			delete(s.accepting, id)
+			continue
+		}
+		if deadline.After(now) {
+			continue
+		}
+		limit--
+		silent := func(t *ticketRec) bool {
+			if !t.t.Acceptance.Accepted {
+				timedOut = append(timedOut, t.t.ID)
+				return true
+			}
+			return false
+		}
+		requeued = append(requeued, s.dissolve(mrec, silent, contracts.ReasonAcceptTimeout, now)...)
+	}
+	return requeued, timedOut, nil
+}
+
+// matchTickets answers the records of the tickets of mrec that exist.
+func (s *Store) matchTickets(mrec *matchRec) []*ticketRec {
+	recs := make([]*ticketRec, 0, len(mrec.m.TicketIDs))
+	for _, id := range mrec.m.TicketIDs {
+		if t, ok := s.tickets[id]; ok {
+			recs = append(recs, t)
+		}
+	}
+	return recs
+}
+
+// dissolve ends a match waiting for acceptance: its pending tickets for
+// which out is true end cancelled with reason, and the others go back to
+// searching, unannounced, their expiries pushed back by the time they
+// were offered the match; dissolve answers those.
+func (s *Store) dissolve(mrec *matchRec, out func(*ticketRec) bool, reason string, now time.Time) []contracts.Ticket {
+	mrec.state = matchDissolved
+	delete(s.accepting, mrec.m.ID)
+	s.retired = append(s.retired, retiredRec{at: now, match: mrec.m.ID, isMatch: true})
+	var requeued []contracts.Ticket
+	for _, t := range s.matchTickets(mrec) {
+		if t.t.Status != contracts.StatusPendingAcceptance {
+			continue
+		}
+		leaves := out(t)
+		t.t.Match, t.t.Acceptance = nil, nil
+		if leaves {
+			t.t.Reason = reason
+			s.finish(t, contracts.StatusCancelled, now)
+			continue
+		}
+		t.t.Status = contracts.StatusSearching
+		t.expiresAt = t.expiresAt.Add(now.Sub(mrec.claimedAt))
+		heap.Push(&s.expiries, expiry{at: t.expiresAt, id: t.t.ID})
+		s.unannounced[t.t.ID] = now
+		s.bump(t, now)
+		requeued = append(requeued, cloneTicket(t.t))
+	}
+	return requeued
+}
+
+// bump records a change of rec at now and tells the listeners.
+func (s *Store) bump(rec *ticketRec, now time.Time) {
+	rec.t.Version++
+	rec.t.UpdatedAt = now
+	s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
 }
 
 // OverdueMatches implements store.Store.
@@ -581,6 +743,8 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 		return mrec.assignment, nil
 	case matchFailed:
 		return contracts.Assignment{}, fmt.Errorf("assign match %s: already failed: %w", matchID, store.ErrConflict)
+	case matchAccepting, matchDissolved:
+		return contracts.Assignment{}, fmt.Errorf("assign match %s: not accepted: %w", matchID, store.ErrConflict)
 	}
 	srv := s.pickServer(mrec.m.Region, now)
 	if srv == nil {
@@ -650,6 +814,8 @@ func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.
 		return nil
 	case matchAssigned, matchEnded:
 		return fmt.Errorf("fail match %s: already assigned: %w", matchID, store.ErrConflict)
+	case matchAccepting, matchDissolved:
+		return fmt.Errorf("fail match %s: not accepted: %w", matchID, store.ErrConflict)
 	}
 	mrec.state = matchFailed
 	delete(s.waiting, matchID)

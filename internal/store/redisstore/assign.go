@@ -74,6 +74,8 @@ func (s *Store) AssignMatch(ctx context.Context, matchID string, now time.Time) 
 		return contracts.Assignment{}, fmt.Errorf("assigning match %s: %w", matchID, store.ErrNotFound)
 	case "failed":
 		return contracts.Assignment{}, s.refuseFailed(ctx, matchID, now)
+	case "accepting", "dissolved":
+		return contracts.Assignment{}, fmt.Errorf("assigning match %s: not accepted: %w", matchID, store.ErrConflict)
 	case "pending":
 		asg, server, err = s.place(ctx, matchID, region, head, now)
 		if err != nil {
@@ -317,6 +319,8 @@ func (s *Store) FailMatch(ctx context.Context, matchID, reason string, now time.
 		return fmt.Errorf("failing match %s: %w", matchID, store.ErrNotFound)
 	case "assigned":
 		return fmt.Errorf("failing match %s: match is assigned: %w", matchID, store.ErrConflict)
+	case "notaccepted":
+		return fmt.Errorf("failing match %s: match is not accepted: %w", matchID, store.ErrConflict)
 	default:
 		return fmt.Errorf("failing match %s: unexpected reply %v", matchID, r)
 	}
@@ -471,6 +475,8 @@ func (s *Store) readMatches(ctx context.Context, ms []*batchMatch) {
 			m.fail(err)
 		case m.status == "":
 			m.fail(store.ErrNotFound)
+		case m.status == "accepting" || m.status == "dissolved":
+			m.fail(fmt.Errorf("not accepted: %w", store.ErrConflict))
 		}
 	}
 }

@@ -95,6 +95,7 @@ func decodeTicket(h map[string]string) (contracts.Ticket, error) {
 		{"attributes", &t.Attributes},
 		{"match", &t.Match},
 		{"assignment", &t.Assignment},
+		{"acceptance", &t.Acceptance},
 	} {
 		raw, ok := h[f.name]
 		if !ok {

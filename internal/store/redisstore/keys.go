@@ -15,7 +15,8 @@ import (
 //	              and <p>{q}:pool:e, its matches <p>{q}:m:<id>, its expiry
 //	              index <p>{q}:expiry, the tickets no matcher has taken up
 //	              yet <p>{q}:new, the releases owed <p>{q}:rel, the
-//	              matches waiting for a server <p>{q}:waiting and the
+//	              matches waiting for a server <p>{q}:waiting, those
+//	              waiting for their players to accept <p>{q}:accepting, the
 //	              idempotency keys of creates <p>{q}:k:<hash of the key>. A
 //	              claim, a cancel or an expiry touches one queue only, so
 //	              each is one script on one slot, and queues spread over the
@@ -61,6 +62,7 @@ func (s *Store) expiryKey(queue string) string      { return s.queueTag(queue) +
 func (s *Store) newKey(queue string) string         { return s.queueTag(queue) + ":new" }
 func (s *Store) relKey(queue string) string         { return s.queueTag(queue) + ":rel" }
 func (s *Store) waitingKey(queue string) string     { return s.queueTag(queue) + ":waiting" }
+func (s *Store) acceptingKey(queue string) string   { return s.queueTag(queue) + ":accepting" }
 func (s *Store) playerKey(playerID string) string   { return s.prefix + "{p:" + playerID + "}" }
 func (s *Store) serverKey(id string) string         { return s.prefix + "{servers}:srv:" + id }
 func (s *Store) allocKey(serverID string) string    { return s.prefix + "{servers}:allocs:" + serverID }

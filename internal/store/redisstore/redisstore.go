@@ -570,8 +570,15 @@ func (s *Store) ClaimMatch(ctx context.Context, m contracts.Match, now time.Time
 	if err != nil {
 		return fmt.Errorf("claiming match %s: %w", m.ID, err)
 	}
-	keys := append(s.poolKeys(m.Queue), s.matchKey(m.Queue, m.ID), s.waitingKey(m.Queue))
-	args := []any{fmtTime(now), ref, body, head, m.Region, tids, m.ID, m.AssignDeadline.UnixMilli()}
+	var acceptance []byte
+	if !m.AcceptDeadline.IsZero() {
+		if acceptance, err = json.Marshal(contracts.Acceptance{Deadline: m.AcceptDeadline}); err != nil {
+			return fmt.Errorf("claiming match %s: %w", m.ID, err)
+		}
+	}
+	keys := append(s.poolKeys(m.Queue), s.matchKey(m.Queue, m.ID), s.waitingKey(m.Queue), s.acceptingKey(m.Queue))
+	args := []any{fmtTime(now), ref, body, head, m.Region, tids, m.ID, m.AssignDeadline.UnixMilli(),
+		acceptance, m.AcceptDeadline.UnixMilli(), fmtTime(m.AcceptDeadline), now.UnixMilli()}
 	for _, id := range m.TicketIDs {
 		keys = append(keys, s.ticketKey(m.Queue, id))
 		args = append(args, id)

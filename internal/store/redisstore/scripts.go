@@ -50,13 +50,13 @@ end
 -- stateOf lays out the ticket hash at key for its change notification:
 -- each field a ticket answer shows as "<name> <length> <value>", run
 -- together (decodeTicketState reads it back). The fields only the store
--- reads (pids, exp, pm, w) stay out.
+-- reads (pids, exp, pm, w, acc) stay out.
 local function stateOf(key)
   local h = redis.call('HGETALL', key)
   local out = {}
   for i = 1, #h, 2 do
     local f = h[i]
-    if f ~= 'pids' and f ~= 'exp' and f ~= 'pm' and f ~= 'w' then
+    if f ~= 'pids' and f ~= 'exp' and f ~= 'pm' and f ~= 'w' and f ~= 'acc' then
       local v = h[i + 1]
       out[#out + 1] = f .. ' ' .. #v .. ' ' .. v
     end
@@ -307,26 +307,155 @@ return redis.call('HMGET', KEYS[2], unpack(members))
 `)
 
 // claimScript: KEYS[1..5] pool keys, KEYS[6] match, KEYS[7] matches
-// waiting, KEYS[8..] tickets. ARGV[2] now, ARGV[3] match ref JSON, ARGV[4]
-// match JSON, ARGV[5] allocation head, ARGV[6] region, ARGV[7] ticket ids
-// JSON, ARGV[8] match id, ARGV[9] assignment deadline in ms, ARGV[10..]
-// the ids of KEYS[8..].
+// waiting, KEYS[8] matches accepting, KEYS[9..] tickets. ARGV[2] now,
+// ARGV[3] match ref JSON, ARGV[4] match JSON, ARGV[5] allocation head,
+// ARGV[6] region, ARGV[7] ticket ids JSON, ARGV[8] match id, ARGV[9]
+// assignment deadline in ms, ARGV[10] the tickets' acceptance JSON, or ''
+// for a match that asks for none, ARGV[11] the acceptance deadline in ms,
+// ARGV[12] it as JSON, ARGV[13] now in ms, ARGV[14..] the ids of
+// KEYS[9..].
+//
+// A match that asks for acceptance is 'accepting' and indexed by its
+// deadline in KEYS[8] (answerScript, dissolveScript); any other is
+// 'pending' and waits for a server, indexed in KEYS[7].
 var claimScript = newScript(`
 if redis.call('EXISTS', KEYS[6]) == 1 then return {'ok'} end
-for i = 8, #KEYS do
+for i = 9, #KEYS do
   local st = redis.call('HGET', KEYS[i], 'status')
-  if st ~= 'searching' then return {'conflict', ARGV[i + 2], st or ''} end
+  if st ~= 'searching' then return {'conflict', ARGV[i + 5], st or ''} end
 end
-redis.call('ZADD', KEYS[7], ARGV[9], ARGV[8])
-for i = 8, #KEYS do
-  local id = ARGV[i + 2]
+local asking = ARGV[10] ~= ''
+if asking then
+  redis.call('ZADD', KEYS[8], ARGV[11], ARGV[8])
+else
+  redis.call('ZADD', KEYS[7], ARGV[9], ARGV[8])
+end
+for i = 9, #KEYS do
+  local id = ARGV[i + 5]
   unpool(KEYS[i], id)
-  redis.call('HSET', KEYS[i], 'status', 'matched', 'match', ARGV[3])
+  if asking then
+    redis.call('HSET', KEYS[i], 'status', 'pending_acceptance', 'match', ARGV[3], 'acceptance', ARGV[10])
+  else
+    redis.call('HSET', KEYS[i], 'status', 'matched', 'match', ARGV[3])
+  end
   bump(KEYS[i], id, ARGV[2])
 end
-redis.call('HSET', KEYS[6], 'match', ARGV[4], 'status', 'pending', 'region', ARGV[6],
+redis.call('HSET', KEYS[6], 'match', ARGV[4], 'status', asking and 'accepting' or 'pending', 'region', ARGV[6],
   'tickets', ARGV[7], 'alloc_head', ARGV[5])
+if asking then redis.call('HSET', KEYS[6], 'accept_by', ARGV[12], 'claimed', ARGV[13], 'assign_due', ARGV[9]) end
 return {'ok'}
+`)
+
+// Acceptance (answerScript, dissolveScript) works on a match that is
+// 'accepting': KEYS[1..5] pool keys, KEYS[6] the match, KEYS[7] matches
+// waiting, KEYS[8] matches accepting, KEYS[9..] the match's tickets, in
+// the order of its ticket list. ARGV[2] now, ARGV[3] now in ms, ARGV[4]
+// retention in ms, ARGV[5] match id, ARGV[6] the match's ticket ids JSON as
+// the caller read them, then further arguments, then the ids of KEYS[9..].
+// A ticket's field acc is '1' once it has accepted.
+const acceptancePrelude = `
+-- tickets checks that the caller passed the match's own tickets.
+local function tickets()
+  return redis.call('HGET', KEYS[6], 'tickets') == ARGV[6]
+end
+
+-- later is exp, a time key (timeKey), pushed back by ms milliseconds: its
+-- first 14 digits count milliseconds from 2^63 ns, which a double holds.
+local function later(exp, ms)
+  return string.format('%014d', tonumber(string.sub(exp, 1, 14)) + ms) .. string.sub(exp, 15)
+end
+
+-- dissolve ends the match: each ticket pending on it for which out(i)
+-- is true ends cancelled with reason; the others go back to searching,
+-- unannounced since now, their expiries pushed back by the time the
+-- match was offered. It answers the ids of each, with the players of the
+-- cancelled for the caller to release: {requeued ids}, {id, pids, ...}.
+local function dissolve(first, out, reason)
+  local held = tonumber(ARGV[3]) - tonumber(redis.call('HGET', KEYS[6], 'claimed'))
+  local requeued, cancelled = {}, {}
+  for i = 9, #KEYS do
+    local key, id = KEYS[i], ARGV[i + first - 9]
+    if redis.call('HGET', key, 'status') == 'pending_acceptance' then
+      local leaves = out(key, id)
+      redis.call('HDEL', key, 'match', 'acceptance', 'acc')
+      if leaves then
+        redis.call('HSET', key, 'reason', reason)
+        finish(key, id, 'cancelled', ARGV[2], ARGV[4], KEYS[5])
+        cancelled[#cancelled + 1] = id
+        cancelled[#cancelled + 1] = redis.call('HGET', key, 'pids')
+      else
+        local exp = later(redis.call('HGET', key, 'exp'), held)
+        redis.call('HSET', key, 'status', 'searching', 'exp', exp)
+        redis.call('ZADD', KEYS[3], tonumber(string.sub(exp, 1, 14)) - 9223372036854, id)
+        redis.call('ZADD', KEYS[4], ARGV[3], id)
+        bump(key, id, ARGV[2])
+        requeued[#requeued + 1] = id
+      end
+    end
+  end
+  redis.call('ZREM', KEYS[8], ARGV[5])
+  redis.call('HSET', KEYS[6], 'status', 'dissolved')
+  redis.call('PEXPIRE', KEYS[6], ARGV[4])
+  return requeued, cancelled
+end
+`
+
+func newAcceptanceScript(body string) *redis.Script {
+	return redis.NewScript(prelude + acceptancePrelude + body)
+}
+
+// answerScript records one ticket's answer. ARGV[7] the answering
+// ticket's id, ARGV[8] '1' to accept or '0' to decline, ARGV[9] its
+// acceptance JSON once accepted, ARGV[10..] the ids of KEYS[9..].
+//
+// Answers 'stale' when the match's tickets are not what the caller read,
+// or it is not accepting (the caller reads again); 'accepted' when the
+// ticket has accepted and the match still waits for others; 'ready' when
+// this acceptance completed it; 'declined' with the requeued ids and the
+// cancelled ticket's id and players.
+var answerScript = newAcceptanceScript(`
+if not tickets() or redis.call('HGET', KEYS[6], 'status') ~= 'accepting' then return {'stale'} end
+local me
+for i = 9, #KEYS do
+  if ARGV[i + 1] == ARGV[7] then me = KEYS[i] end
+end
+if not me or redis.call('HGET', me, 'status') ~= 'pending_acceptance' then return {'stale'} end
+if ARGV[8] == '0' then
+  local requeued, cancelled = dissolve(10, function(key, id) return id == ARGV[7] end, 'declined')
+  return {'declined', requeued, cancelled}
+end
+if redis.call('HGET', me, 'acc') ~= '1' then
+  redis.call('HSET', me, 'acc', '1', 'acceptance', ARGV[9])
+  bump(me, ARGV[7], ARGV[2])
+end
+for i = 9, #KEYS do
+  if redis.call('HGET', KEYS[i], 'acc') ~= '1' then return {'accepted'} end
+end
+for i = 9, #KEYS do
+  redis.call('HSET', KEYS[i], 'status', 'matched')
+  redis.call('HDEL', KEYS[i], 'acceptance', 'acc')
+  bump(KEYS[i], ARGV[i + 1], ARGV[2])
+end
+redis.call('ZREM', KEYS[8], ARGV[5])
+redis.call('ZADD', KEYS[7], redis.call('HGET', KEYS[6], 'assign_due'), ARGV[5])
+redis.call('HSET', KEYS[6], 'status', 'pending')
+return {'ready', redis.call('HGET', KEYS[6], 'match')}
+`)
+
+// dissolveScript times a match's acceptance out. ARGV[7] the deadline
+// the caller found due, in ms; ARGV[8..] the ids of KEYS[9..]. Answers
+// 'stale' if the match is not accepting or its tickets are not what the
+// caller read; 'early' if its deadline is later; else 'dissolved' with the
+// requeued ids and the cancelled tickets' ids and players.
+var dissolveScript = newAcceptanceScript(`
+if not tickets() or redis.call('HGET', KEYS[6], 'status') ~= 'accepting' then
+  redis.call('ZREM', KEYS[8], ARGV[5])
+  return {'stale'}
+end
+local due = redis.call('ZSCORE', KEYS[8], ARGV[5])
+if not due or tonumber(due) > tonumber(ARGV[7]) then return {'early'} end
+local requeued, cancelled = dissolve(8, function(key, id) return redis.call('HGET', key, 'acc') ~= '1' end, 'accept_timeout')
+return {'dissolved', requeued, cancelled}
 `)
 
 // settleScript is the second step of AssignMatch: KEYS[1] match, KEYS[2]
@@ -376,6 +505,7 @@ var failScript = newScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'notfound'} end
 if st == 'assigned' then return {'assigned'} end
+if st == 'accepting' or st == 'dissolved' then return {'notaccepted'} end
 if st == 'pending' then
   for i = 4, #KEYS do
     if redis.call('HGET', KEYS[i], 'status') == 'matched' then
