@@ -102,9 +102,8 @@ const (
 	// BlockNoServerCapacity: the ticket is matched, or would be, in a
 	// region whose live, undrained servers have no free slot.
 	BlockNoServerCapacity = "no_server_capacity"
-	// BlockWaitingForAcceptance is reserved for the acceptance step: a
-	// ticket whose match waits for its players to accept it (status
-	// pending_acceptance). No ticket is given it until that status exists.
+	// BlockWaitingForAcceptance: the ticket's match waits for its players
+	// to accept it (status pending_acceptance).
 	BlockWaitingForAcceptance = "waiting_for_acceptance"
 )
 

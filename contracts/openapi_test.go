@@ -438,6 +438,8 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 		t.Errorf("explanation of a matched ticket with no server: %+v", x)
 	}
 
+	acceptScenario(t, c, api)
+
 	t3 := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-3"), status: 201}))
 	for range 2 {
 		cancelled := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "DELETE", path: "/v1/tickets/" + t3.ID, status: 200}))
@@ -456,6 +458,64 @@ func playerScenario(t *testing.T, c *specChecker, api *specAPI) {
 	} {
 		c.do(t, base, cl)
 	}
+}
+
+// acceptScenario: a match that asks its players, accepted by one and
+// declined by the other, who then cancels it again; the bodies the
+// document refuses.
+func acceptScenario(t *testing.T, c *specChecker, api *specAPI) {
+	base := api.url
+	a := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-acc-a"), status: 201}))
+	b := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-acc-b"), status: 201}))
+	accept := func(id string) string { return "/v1/tickets/" + id + "/accept" }
+	c.do(t, base, call{method: "POST", path: accept(a.ID), body: `{"accept":true}`, status: 409}) // offered nothing yet
+	done := c.start(base, call{method: "GET", path: fmt.Sprintf("/v1/tickets/%s?wait=20s&until=assigned", a.ID), status: 200})
+	api.waitForPolls(t, 1)
+	now := time.Now().UTC()
+	m := contracts.Match{
+		ID: "m-acc", Queue: "duel", Region: "eu-west",
+		Teams:     [][]string{{"p-acc-a"}, {"p-acc-b"}},
+		TicketIDs: []string{a.ID, b.ID},
+		Players:   append(slices.Clone(a.Players), b.Players...),
+		CreatedAt: now, AcceptDeadline: now.Add(time.Minute), AssignDeadline: now.Add(2 * time.Minute),
+	}
+	if err := api.store.ClaimMatch(context.Background(), m, now); err != nil {
+		t.Fatal(err)
+	}
+	await(t, done) // until=assigned answers a ticket its player must answer
+	x := decodeJSON[contracts.Explanation](t, c.do(t, base, call{method: "GET", path: "/v1/tickets/" + a.ID + "/explain", status: 200}))
+	if x.Status != contracts.StatusPendingAcceptance || len(x.Blockers) != 1 || x.Blockers[0].Code != contracts.BlockWaitingForAcceptance {
+		t.Errorf("explanation of a ticket offered a match: %+v", x)
+	}
+	for _, cl := range []call{
+		{method: "POST", path: accept(a.ID), body: `{}`, status: 400, offSpec: true},
+		{method: "POST", path: accept(a.ID), body: `{"accept":"yes"}`, status: 400, offSpec: true},
+		{method: "POST", path: accept(a.ID), body: `{"accept":true,"accept":false}`, status: 400}, // duplicates: beyond the document
+		{method: "POST", path: accept(a.ID), body: `{"accept":true,"x":1}`, status: 400, offSpec: true},
+		{method: "POST", path: accept(a.ID), body: `{"accept":true}`, status: 415, offSpec: true,
+			header: http.Header{"Content-Type": {"text/plain"}}},
+		{method: "POST", path: accept(a.ID), body: `{"accept":true,"pad":"` + strings.Repeat("x", contracts.MaxRequestBytes) + `"}`, status: 413, offSpec: true},
+		{method: "POST", path: accept("t-404"), body: `{"accept":true}`, status: 404},
+		{method: "POST", path: accept(longID), body: `{"accept":true}`, status: 400, offSpec: true},
+	} {
+		c.do(t, base, cl)
+	}
+	got := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: accept(a.ID), body: `{"accept":true}`, status: 200}))
+	if got.Status != contracts.StatusPendingAcceptance || got.Acceptance == nil || !got.Acceptance.Accepted {
+		t.Errorf("accepted ticket: %+v", got)
+	}
+	// b cancels while offered: a decline. a searches again.
+	got = decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "DELETE", path: "/v1/tickets/" + b.ID, status: 200}))
+	if got.Status != contracts.StatusCancelled || got.Reason != contracts.ReasonDeclined {
+		t.Errorf("ticket cancelled while offered a match: %+v", got)
+	}
+	c.do(t, base, call{method: "POST", path: accept(b.ID), body: `{"accept":false}`, status: 200}) // again: unchanged
+	got = decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "GET", path: "/v1/tickets/" + a.ID, status: 200}))
+	if got.Status != contracts.StatusSearching || got.Match != nil || got.Acceptance != nil {
+		t.Errorf("the other ticket after the decline: %+v", got)
+	}
+	c.do(t, base, call{method: "POST", path: accept(a.ID), body: `{"accept":true}`, status: 409})
+	c.do(t, base, call{method: "DELETE", path: "/v1/tickets/" + a.ID, status: 200})
 }
 
 func serverScenario(t *testing.T, c *specChecker, api *specAPI) {
@@ -545,6 +605,9 @@ func (downStore) WatchTicket(context.Context, string) (contracts.Ticket, error) 
 func (downStore) CancelTicket(context.Context, string, time.Time) (contracts.Ticket, error) {
 	return contracts.Ticket{}, errDown
 }
+func (downStore) AnswerMatch(context.Context, string, bool, time.Time) (store.Answer, error) {
+	return store.Answer{}, errDown
+}
 func (downStore) RegisterServer(context.Context, string, contracts.ServerRequest, time.Duration, time.Time) (contracts.Server, error) {
 	return contracts.Server{}, errDown
 }
@@ -579,6 +642,7 @@ func unavailableScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "GET", path: "/v1/tickets/t-1/events", status: 503},
 		{method: "GET", path: "/v1/servers/gs-1/allocations/events", status: 503},
 		{method: "GET", path: "/v1/tickets/t-1/explain", status: 503},
+		{method: "POST", path: "/v1/tickets/t-1/accept", body: `{"accept":true}`, status: 503},
 		{method: "GET", path: "/v1/dashboard", status: 503},
 	} {
 		p := decodeJSON[contracts.Problem](t, c.do(t, api.downURL, cl))
@@ -677,6 +741,7 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{"GET", "/v1/tickets/" + tk.ID + "/events", "", server},
 		{"GET", "/v1/servers/gs-auth/allocations/events", "", player},
 		{"GET", "/v1/tickets/" + tk.ID + "/explain", "", server},
+		{"POST", "/v1/tickets/" + tk.ID + "/accept", `{"accept":true}`, server},
 		{"GET", "/v1/dashboard", "", player},
 	}
 	for _, r := range routes {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/auth"
@@ -82,6 +83,28 @@ func (a *API) answer(ctx context.Context, id string, accept bool) (contracts.Tic
 		}
 	}
 	return ans.Ticket, nil
+}
+
+// cancel cancels ticket id: a searching one by CancelTicket, one offered
+// a match by declining it (declined). A ticket may move from one to the
+// other while this runs, a match offered or fallen through, so each is
+// tried again then.
+func (a *API) cancel(ctx context.Context, id string, now time.Time) (t contracts.Ticket, declined bool, err error) {
+	for range 3 {
+		t, err = a.store.CancelTicket(ctx, id, now)
+		if !offered(err) {
+			if err != nil {
+				err = storeErr("cancelling ticket", err)
+			}
+			return t, false, err
+		}
+		t, err = a.answer(ctx, id, false)
+		var c *store.ConflictError
+		if !errors.As(err, &c) || c.Status != contracts.StatusSearching {
+			return t, true, err
+		}
+	}
+	return t, false, fmt.Errorf("%w: ticket %s keeps changing", httpapi.ErrUnavailable, id)
 }
 
 // offered reports whether CancelTicket refused the cancel of a ticket

@@ -33,10 +33,6 @@ type WaitEstimator interface {
 	EstimateWait(queue string, skill float64, waited time.Duration) (contracts.WaitEstimate, bool)
 }
 
-// pendingAcceptance is the status the acceptance step is to give a ticket
-// whose match waits for its players to accept it. No ticket has it yet;
-// once contracts names it, this should be that constant.
-const pendingAcceptance contracts.Status = "pending_acceptance"
 
 // Bounds of what an explanation reads and shows: the matcher itself looks
 // at no more than the nearest max(32, 4 × players per match) candidates.
@@ -158,9 +154,12 @@ func explainTicket(q *queues.Queue, t contracts.Ticket, in explainInput, now tim
 		explainSearch(q, self, in, now, &x)
 	case contracts.StatusMatched:
 		explainMatched(t, in.stats, &x)
-	case pendingAcceptance:
-		x.Blockers = append(x.Blockers, contracts.Blocker{Code: contracts.BlockWaitingForAcceptance,
-			Detail: "the match waits for its players to accept it"})
+	case contracts.StatusPendingAcceptance:
+		detail := "the match waits for its players to accept it"
+		if t.Acceptance != nil && !t.Acceptance.Accepted {
+			detail = "the match waits for this ticket's answer, and those of the others"
+		}
+		x.Blockers = append(x.Blockers, contracts.Blocker{Code: contracts.BlockWaitingForAcceptance, Detail: detail})
 	}
 	return x
 }

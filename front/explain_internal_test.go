@@ -90,7 +90,7 @@ func TestExplainRules(t *testing.T) {
 		{
 			name: "waiting for its players to accept",
 			q:    queues.Duel(),
-			t:    ticket("a", pendingAcceptance, 1500, nil),
+			t:    ticket("a", contracts.StatusPendingAcceptance, 1500, nil),
 			want: []string{contracts.BlockWaitingForAcceptance}, needed: 2,
 		},
 	} {

@@ -524,18 +524,13 @@ func (a *API) cancelTicket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := a.now().UTC()
-	t, err := a.store.CancelTicket(r.Context(), id, now)
-	if offered(err) {
-		t, err = a.answer(r.Context(), id, false)
-		if err != nil {
-			httpapi.WriteProblem(w, r, a.log, err)
-			return
-		}
-		httpapi.WriteJSON(w, http.StatusOK, t)
+	t, declined, err := a.cancel(r.Context(), id, now)
+	if err != nil {
+		httpapi.WriteProblem(w, r, a.log, err)
 		return
 	}
-	if err != nil {
-		httpapi.WriteProblem(w, r, a.log, storeErr("cancelling ticket", err))
+	if declined {
+		httpapi.WriteJSON(w, http.StatusOK, t)
 		return
 	}
 	if t.UpdatedAt.Equal(now) {

@@ -21,8 +21,9 @@
 // connection is lost, and fall back to long-polls on a suite that does not
 // serve the stream.
 //
-// Accepting a match and explaining a wait are not in the player API yet;
-// when they are, they will be methods of Client like the others.
+// In a queue that asks its players to accept their match, Wait also
+// returns a ticket whose player must answer (Ticket.Asked), and Accept
+// answers for it: answering again is idempotent, like every other call.
 package player
 
 import (
@@ -186,10 +187,28 @@ func (c *Client) Cancel(ctx context.Context, id string) (contracts.Ticket, error
 	return t, err
 }
 
+// Accept answers the match ticket id is offered (pending_acceptance):
+// accept true to take it, false to decline it. It returns the ticket after
+// the answer: still pending_acceptance until every ticket of the match has
+// accepted, matched once they have, cancelled after a decline. A ticket
+// offered no match (searching, or its match fell through or went on
+// without it) is ErrConflict or ErrTicketMatched.
+func (c *Client) Accept(ctx context.Context, id string, accept bool) (contracts.Ticket, error) {
+	body, err := json.Marshal(contracts.AcceptRequest{Accept: &accept})
+	if err != nil {
+		return contracts.Ticket{}, err
+	}
+	var t contracts.Ticket
+	_, err = c.api.Do(ctx, apiclient.Call{Method: http.MethodPost, Path: ticketPath(id) + "/accept", Body: body, Want: http.StatusOK}, &t)
+	return t, err
+}
+
 // Wait follows ticket id until it has got as far as until and returns it
 // as it is then: until StatusMatched returns a matched ticket or one that
 // went further, StatusAssigned (or "") one assigned or ended in any other
-// way (cancelled, expired, failed: check its Status). It follows the
+// way (cancelled, expired, failed: check its Status). Either also returns
+// a ticket offered a match that waits for its player's answer
+// (Ticket.Asked; answer with Accept, then Wait again). It follows the
 // ticket's stream, and long-polls a suite that does not serve it.
 func (c *Client) Wait(ctx context.Context, id string, until contracts.Status) (contracts.Ticket, error) {
 	if until == "" {
@@ -198,7 +217,7 @@ func (c *Client) Wait(ctx context.Context, id string, until contracts.Status) (c
 	var got contracts.Ticket
 	err := c.watch(ctx, id, 0, until, func(t contracts.Ticket) error {
 		got = t
-		if t.Status.Reached(until) {
+		if t.Status.Reached(until) || t.Asked() {
 			return errReached
 		}
 		return nil

@@ -22,10 +22,16 @@ var testSecret = []byte("front-player-test-secret-0123456789abcdef")
 // test process and returns its base URL.
 func startEmbedded(t *testing.T) string {
 	t.Helper()
+	return startEmbeddedWith(t, "")
+}
+
+// startEmbeddedWith is startEmbedded with the queues of queuesFile.
+func startEmbeddedWith(t *testing.T, queuesFile string) string {
+	t.Helper()
 	t.Setenv("MM_HTTP_ADDR", "127.0.0.1:0")
 	t.Setenv("MM_AMQP_URL", "")
 	t.Setenv("MM_REDIS_ADDR", "")
-	t.Setenv("MM_QUEUES_FILE", "")
+	t.Setenv("MM_QUEUES_FILE", queuesFile)
 	t.Setenv("MM_AUTH", "")
 	t.Setenv("MM_AUTH_HS256_SECRET", string(testSecret))
 	t.Setenv("MM_AUTH_FAILURE_RATE", "0")

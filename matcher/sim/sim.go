@@ -123,7 +123,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, fmt.Errorf("checking the simulation config: %w", err)
 	}
-	set, err := queues.NewSet(cfg.Queue)
+	// The simulator measures how tickets are matched; every player takes
+	// the match offered, so a queue's acceptance step would change nothing
+	// but the statuses on the way.
+	q := cfg.Queue
+	q.AcceptTimeout = 0
+	set, err := queues.NewSet(q)
 	if err != nil {
 		return nil, fmt.Errorf("building the queue set: %w", err)
 	}
