@@ -21,10 +21,10 @@ const (
 	StatusSearching         Status = "searching"
 	StatusPendingAcceptance Status = "pending_acceptance"
 	StatusMatched           Status = "matched"
-	StatusAssigned  Status = "assigned"
-	StatusCancelled Status = "cancelled"
-	StatusExpired   Status = "expired"
-	StatusFailed    Status = "failed"
+	StatusAssigned          Status = "assigned"
+	StatusCancelled         Status = "cancelled"
+	StatusExpired           Status = "expired"
+	StatusFailed            Status = "failed"
 )
 
 // Terminal reports whether no further change can happen to a ticket in s.

@@ -33,7 +33,6 @@ type WaitEstimator interface {
 	EstimateWait(queue string, skill float64, waited time.Duration) (contracts.WaitEstimate, bool)
 }
 
-
 // Bounds of what an explanation reads and shows: the matcher itself looks
 // at no more than the nearest max(32, 4 × players per match) candidates.
 const (
