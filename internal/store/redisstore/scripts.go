@@ -310,8 +310,8 @@ return redis.call('HMGET', KEYS[2], unpack(members))
 // waiting, KEYS[8] matches accepting, KEYS[9..] tickets. ARGV[2] now,
 // ARGV[3] match ref JSON, ARGV[4] match JSON, ARGV[5] allocation head,
 // ARGV[6] region, ARGV[7] ticket ids JSON, ARGV[8] match id, ARGV[9]
-// assignment deadline in ms, ARGV[10] the tickets' acceptance JSON, or ”
-// for a match that asks for none, ARGV[11] the acceptance deadline in ms,
+// assignment deadline in ms, ARGV[10] the tickets' acceptance JSON (empty
+// for a match that asks for none), ARGV[11] the acceptance deadline in ms,
 // ARGV[12] it as JSON, ARGV[13] now in ms, ARGV[14..] the ids of
 // KEYS[9..].
 //
