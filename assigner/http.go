@@ -14,6 +14,7 @@ import (
 	"github.com/quickmatch/quickmatch/internal/auth"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/longpoll"
+	"github.com/quickmatch/quickmatch/internal/queues"
 	"github.com/quickmatch/quickmatch/internal/store"
 )
 
@@ -28,6 +29,7 @@ type ServerStore interface {
 	Server(ctx context.Context, id string) (contracts.Server, error)
 	Allocations(ctx context.Context, serverID string) (contracts.Allocations, error)
 	EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error
+	RequestBackfill(ctx context.Context, b contracts.Backfill) (contracts.Backfill, error)
 }
 
 // HTTPConfig is what the game-server API is built from.
@@ -45,6 +47,8 @@ type HTTPConfig struct {
 	// Auth establishes who makes each request; without one, every request
 	// is refused.
 	Auth *httpapi.Authenticator
+	// Queues are the queues served, whose rules bound a backfill request.
+	Queues *queues.Set
 }
 
 // HTTP serves the game-server API (contracts/openapi.yaml): game servers register and
@@ -57,6 +61,7 @@ type HTTP struct {
 	log    *slog.Logger
 	now    func() time.Time
 	auth   *httpapi.Authenticator
+	queues *queues.Set
 }
 
 // NewHTTP builds the game-server API from cfg.
@@ -68,6 +73,7 @@ func NewHTTP(cfg HTTPConfig) *HTTP {
 		log:    cfg.Log,
 		now:    cfg.Now,
 		auth:   cfg.Auth,
+		queues: cfg.Queues,
 	}
 	if h.ttl <= 0 {
 		h.ttl = DefaultServerTTL
@@ -77,6 +83,9 @@ func NewHTTP(cfg HTTPConfig) *HTTP {
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	if h.queues == nil {
+		h.queues, _ = queues.NewSet(queues.Duel())
 	}
 	return h
 }
@@ -93,6 +102,7 @@ func (h *HTTP) Mount(r chi.Router) {
 		r.Get("/v1/servers/{id}/allocations", h.allocations)
 		r.Get("/v1/servers/{id}/allocations/events", h.streamAllocations)
 		r.Delete("/v1/servers/{id}/matches/{match_id}", h.endMatch)
+		r.Post("/v1/servers/{id}/matches/{match_id}/backfill", h.requestBackfill)
 	})
 }
 

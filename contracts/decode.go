@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -341,4 +342,24 @@ func DecodeAcceptRequest(r io.Reader) (bool, error) {
 		return false, fmt.Errorf("%w: accept is required, true or false", ErrBadRequest)
 	}
 	return *req.Accept, nil
+}
+
+// MaxTeams bounds the teams of a backfill request.
+const MaxTeams = 64
+
+// DecodeBackfillRequest reads and checks what can be checked of a
+// backfill request without the match: one count per team, none negative
+// or above MaxPartySize.
+func DecodeBackfillRequest(r io.Reader) (BackfillRequest, error) {
+	var req BackfillRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return BackfillRequest{}, err
+	}
+	switch {
+	case len(req.Open) == 0 || len(req.Open) > MaxTeams:
+		return BackfillRequest{}, fmt.Errorf("%w: open must list 1 to %d teams' open seats", ErrBadRequest, MaxTeams)
+	case slices.ContainsFunc(req.Open, func(n int) bool { return n < 0 || n > MaxPartySize }):
+		return BackfillRequest{}, fmt.Errorf("%w: a team's open seats must be 0 to %d", ErrBadRequest, MaxPartySize)
+	}
+	return req, nil
 }

@@ -570,6 +570,33 @@ func serverScenario(t *testing.T, c *specChecker, api *specAPI) {
 		}
 	}
 
+	// A seat opened in the running match, filled as a matcher would.
+	bf := "/v1/servers/gs-1/matches/m-1/backfill"
+	for _, cl := range []call{
+		{method: "POST", path: bf, body: `{"open":[1,0]}`, status: 202},
+		{method: "POST", path: bf, body: `{"open":[1]}`, status: 400},   // the match has two teams
+		{method: "POST", path: bf, body: `{"open":[2,0]}`, status: 400}, // past the queue's team size
+		{method: "POST", path: bf, body: `{"open":[-1,0]}`, status: 400, offSpec: true},
+		{method: "POST", path: bf, body: `{"open":[]}`, status: 400, offSpec: true},
+		{method: "POST", path: bf, body: `{"open":[1,0],"x":1}`, status: 400, offSpec: true},
+		{method: "POST", path: bf, body: `{"open":[1,0]}`, status: 415, offSpec: true, header: http.Header{"Content-Type": {"text/plain"}}},
+		{method: "POST", path: bf, body: `{"open":[1,0],"pad":"` + strings.Repeat("x", contracts.MaxRequestBytes) + `"}`, status: 413, offSpec: true},
+		{method: "POST", path: "/v1/servers/gs-1/matches/m-404/backfill", body: `{"open":[1,0]}`, status: 404},
+		{method: "POST", path: "/v1/servers/gs-404/matches/m-1/backfill", body: `{"open":[1,0]}`, status: 404},
+		{method: "POST", path: "/v1/servers/gs-1/matches/" + longID + "/backfill", body: `{"open":[1,0]}`, status: 400, offSpec: true},
+	} {
+		c.do(t, base, cl)
+	}
+	joiner := decodeJSON[contracts.Ticket](t, c.do(t, base, call{method: "POST", path: "/v1/tickets", body: ticketRequest("p-bf"), status: 201}))
+	ref := contracts.MatchRef{ID: "m-1", Region: "eu-west", Teams: [][]string{{"p-1", "p-bf"}, {"p-2"}}}
+	if _, err := api.store.FillBackfill(context.Background(), "m-1", joiner.ID, 0, ref, time.Now().UTC()); err != nil {
+		t.Fatalf("filling the backfill: %v", err)
+	}
+	allocs = decodeJSON[contracts.Allocations](t, c.do(t, base, call{method: "GET", path: "/v1/servers/gs-1/allocations", status: 200}))
+	if len(allocs.Allocations) != 1 || !slices.Contains(allocs.Allocations[0].TicketIDs, joiner.ID) {
+		t.Errorf("allocations after the backfill %+v", allocs)
+	}
+
 	for _, cl := range []call{
 		{method: "DELETE", path: "/v1/servers/gs-1/matches/m-1", status: 204},
 		{method: "DELETE", path: "/v1/servers/gs-1/matches/m-1", status: 404},
@@ -608,6 +635,9 @@ func (downStore) CancelTicket(context.Context, string, time.Time) (contracts.Tic
 func (downStore) AnswerMatch(context.Context, string, bool, time.Time) (store.Answer, error) {
 	return store.Answer{}, errDown
 }
+func (downStore) RequestBackfill(context.Context, contracts.Backfill) (contracts.Backfill, error) {
+	return contracts.Backfill{}, errDown
+}
 func (downStore) RegisterServer(context.Context, string, contracts.ServerRequest, time.Duration, time.Time) (contracts.Server, error) {
 	return contracts.Server{}, errDown
 }
@@ -639,6 +669,7 @@ func unavailableScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{method: "DELETE", path: "/v1/servers/gs-1", status: 503},
 		{method: "GET", path: "/v1/servers/gs-1/allocations", status: 503},
 		{method: "DELETE", path: "/v1/servers/gs-1/matches/m-1", status: 503},
+		{method: "POST", path: "/v1/servers/gs-1/matches/m-1/backfill", body: `{"open":[1]}`, status: 503},
 		{method: "GET", path: "/v1/tickets/t-1/events", status: 503},
 		{method: "GET", path: "/v1/servers/gs-1/allocations/events", status: 503},
 		{method: "GET", path: "/v1/tickets/t-1/explain", status: 503},
@@ -738,6 +769,7 @@ func authScenario(t *testing.T, c *specChecker, api *specAPI) {
 		{"DELETE", "/v1/servers/gs-auth", "", player},
 		{"GET", "/v1/servers/gs-auth/allocations", "", player},
 		{"DELETE", "/v1/servers/gs-auth/matches/m-1", "", player},
+		{"POST", "/v1/servers/gs-auth/matches/m-1/backfill", `{"open":[1]}`, player},
 		{"GET", "/v1/tickets/" + tk.ID + "/events", "", server},
 		{"GET", "/v1/servers/gs-auth/allocations/events", "", player},
 		{"GET", "/v1/tickets/" + tk.ID + "/explain", "", server},

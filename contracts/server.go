@@ -46,3 +46,38 @@ type Allocations struct {
 	Version     int64        `json:"version"`
 	Allocations []Allocation `json:"allocations"`
 }
+
+// BackfillRequest is the body of POST
+// /v1/servers/{id}/matches/{match_id}/backfill: how many seats are open in
+// each team of the match, in the order of its allocation's teams.
+type BackfillRequest struct {
+	Open []int `json:"open"`
+}
+
+// Backfill is a running match's request for players to fill the seats
+// that players who left have opened.
+type Backfill struct {
+	MatchID  string `json:"match_id"`
+	ServerID string `json:"server_id"`
+	Queue    string `json:"queue"`
+	Region   string `json:"region"`
+	// Open is how many seats each team still has open; the request is
+	// done, and gone, once none are.
+	Open []int `json:"open"`
+	// Teams are the player ids of each team, as the match stood when the
+	// request was made.
+	Teams [][]string `json:"teams"`
+	// Skill is what the players who fill it are matched to: the mean
+	// skill of the match's players.
+	Skill     float64   `json:"skill"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Seats is how many seats b has open in all.
+func (b *Backfill) Seats() int {
+	n := 0
+	for _, o := range b.Open {
+		n += o
+	}
+	return n
+}

@@ -120,6 +120,7 @@ func (m *Matcher) handleQueue(ctx context.Context, q *queues.Queue, calls []*tic
 		return func() {}
 	}
 	r := m.newRound(q, live)
+	r.backfill(ctx)
 	r.claim(ctx, r.propose(r.readPools(ctx)))
 	r.research(ctx)
 	r.pool(ctx)

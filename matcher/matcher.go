@@ -31,6 +31,8 @@ type Store interface {
 	Candidates(ctx context.Context, queue string, skill, maxGap float64, limit int) ([]store.PoolEntry, error)
 	ClaimMatch(ctx context.Context, m contracts.Match, now time.Time) error
 	ExpireTicket(ctx context.Context, id string, now time.Time) (bool, error)
+	Backfills(ctx context.Context, queue string) ([]contracts.Backfill, error)
+	FillBackfill(ctx context.Context, matchID, ticketID string, team int, ref contracts.MatchRef, now time.Time) (contracts.Assignment, error)
 }
 
 // Publisher sends messages to the broker and returns once they are durable.

@@ -18,6 +18,7 @@ type ReaperStore interface {
 	ReleaseStale(ctx context.Context, limit int) (int, error)
 	OverdueMatches(ctx context.Context, before, now time.Time, limit int) ([]contracts.Match, error)
 	ExpireAcceptances(ctx context.Context, now time.Time, limit int) ([]contracts.Ticket, []string, error)
+	FinishFills(ctx context.Context, limit int) (int, error)
 }
 
 // Reaper repairs, every Interval, what processes that died mid-step left
@@ -40,6 +41,9 @@ type ReaperStore interface {
 //     that lost its last second of writes in a crash forgets that it was
 //     placed, while the assigner has acknowledged the message): the reaper
 //     sends it to the assigners again, which place it or fail it.
+//   - A process that died between seating a ticket in a backfill and
+//     adding it to the server's allocation leaves the allocation short of
+//     the party: the reaper adds it (FinishFills).
 //
 // It also keeps a promise of its own: a match that asked its players to
 // accept and was not accepted by its deadline falls through (the tickets
@@ -108,6 +112,13 @@ func (r *Reaper) sweep(ctx context.Context) {
 	} else if n > 0 {
 		r.Metrics.Repairs.WithLabelValues("match_resent").Add(float64(n))
 		r.Log.Info("sent overdue matches to the assigners again", "count", n)
+	}
+	if n, err := r.Store.FinishFills(ctx, reapBatch); err != nil {
+		warn("finishing backfill fills", err)
+	} else if n > 0 {
+		// Some may be fills under way, not left behind: finishing one
+		// twice is harmless, so the count is an upper bound.
+		r.Metrics.Repairs.WithLabelValues("backfill_fill").Add(float64(n))
 	}
 	n, err := r.Store.ReleaseStale(ctx, reapBatch)
 	if err != nil {

@@ -229,6 +229,7 @@ func (a *App) routes(reg *prometheus.Registry) http.Handler {
 			Log:       a.log,
 			Now:       time.Now,
 			Auth:      a.auth,
+			Queues:    a.cfg.Queues,
 		}).Mount(r)
 	}
 	return r

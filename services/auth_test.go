@@ -169,6 +169,10 @@ func TestAuthRoutes(t *testing.T) {
 				{"server", http.MethodGet, "/v1/servers/gs-b", nil},
 				{"allocations", http.MethodGet, "/v1/servers/gs-b/allocations", nil},
 				{"end match", http.MethodDelete, "/v1/servers/gs-b/matches/m-unknown", nil},
+				{"backfill", http.MethodPost, "/v1/servers/gs-b/matches/m-unknown/backfill", contracts.BackfillRequest{Open: []int{1}}},
+				// tb is searching: offered no match, so a caller
+				// allowed to answer finds nothing to answer.
+				{"accept", http.MethodPost, "/v1/tickets/" + tb + "/accept", map[string]bool{"accept": true}},
 				// Last of the changes a caller may make: it is
 				// made once, by the caller allowed to.
 				{"cancel", http.MethodDelete, "/v1/tickets/" + tb, nil},
@@ -205,20 +209,20 @@ func TestAuthRoutes(t *testing.T) {
 				{"unknown role", tok("HS256", claims("pb", "admin")), false, all(u)},
 				{"token in the query string", pb, true, all(u)},
 				{"player on another's ticket and server", tok("HS256", claims("pa", "player")), false, map[string]int{
-					"create": f, "read": n, "poll": n, "explain": n, "dashboard": f, "cancel": n,
-					"register": f, "server": f, "allocations": f, "end match": f, "drain": f}},
+					"create": f, "read": n, "poll": n, "explain": n, "dashboard": f, "cancel": n, "accept": n,
+					"register": f, "server": f, "allocations": f, "end match": f, "backfill": f, "drain": f}},
 				{"server on another server and on tickets", tok("ES256", claims("gs-a", "server")), false, all(f)},
 				{"the ticket's own player", pb, false, map[string]int{
 					"create": f, "read": http.StatusOK, "poll": http.StatusOK, "explain": http.StatusOK, "dashboard": f,
-					"register": f, "server": f, "allocations": f, "end match": f, "cancel": -1, "drain": f}},
+					"accept": http.StatusConflict, "register": f, "server": f, "allocations": f, "end match": f, "backfill": f, "cancel": -1, "drain": f}},
 				{"service", service, false, map[string]int{
 					"create": http.StatusCreated, "read": http.StatusOK, "poll": http.StatusOK, "explain": http.StatusOK, "dashboard": http.StatusOK,
-					"cancel":   http.StatusOK,
-					"register": f, "server": f, "allocations": f, "end match": f, "drain": f}},
+					"cancel": http.StatusOK, "accept": http.StatusConflict,
+					"register": f, "server": f, "allocations": f, "end match": f, "backfill": f, "drain": f}},
 				{"the server itself", tok("EdDSA", claims("gs-b", "server")), false, map[string]int{
-					"create": f, "read": f, "poll": f, "explain": f, "dashboard": f, "cancel": f,
+					"create": f, "read": f, "poll": f, "explain": f, "dashboard": f, "cancel": f, "accept": f,
 					"register": http.StatusOK, "server": http.StatusOK, "allocations": http.StatusOK,
-					"end match": n, "drain": http.StatusOK}},
+					"end match": n, "backfill": n, "drain": http.StatusOK}},
 			}
 			unknown := call(t, http.MethodGet, s.frontURL+"/v1/tickets/duel-no-such-ticket", service, nil)
 			mustStatus(t, unknown, n, "service reads an unknown ticket")

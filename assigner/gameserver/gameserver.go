@@ -269,6 +269,25 @@ func (c *Client) End(ctx context.Context, matchID string) error {
 	return err
 }
 
+// Backfill asks for the seats that players who left match matchID have
+// opened, per team in the order of its allocation's teams, to be filled
+// from the pool. The players who join arrive as the match's allocation
+// changes (Allocations, WatchAllocations: its Teams, Players and
+// TicketIDs grow), and each is assigned to this server. Asking again
+// replaces the seats asked for, and asking for none withdraws the
+// request; ending the match withdraws it too. Asking is idempotent, so
+// retries are safe.
+func (c *Client) Backfill(ctx context.Context, matchID string, open []int) (contracts.Backfill, error) {
+	body, err := json.Marshal(contracts.BackfillRequest{Open: open})
+	if err != nil {
+		return contracts.Backfill{}, err
+	}
+	var b contracts.Backfill
+	_, err = c.api.Do(ctx, apiclient.Call{Method: http.MethodPost, Path: c.path + "/matches/" + url.PathEscape(matchID) + "/backfill",
+		Body: body, Want: http.StatusAccepted}, &b)
+	return b, err
+}
+
 // Drain stops new matches for the server; those it hosts go on until
 // ended. Draining again is harmless, and heartbeats keep the server
 // draining.

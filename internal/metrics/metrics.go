@@ -14,7 +14,7 @@ type Metrics struct {
 	TicketsCreated   *prometheus.CounterVec   // queue
 	TicketsFinished  *prometheus.CounterVec   // queue, status (terminal status)
 	MatchesFormed    *prometheus.CounterVec   // queue, region
-	Assignments      *prometheus.CounterVec   // queue, outcome (assigned, no_capacity, failed)
+	Assignments      *prometheus.CounterVec   // queue, outcome (assigned, no_capacity, failed, backfilled)
 	Requeues         *prometheus.CounterVec   // queue (broker queue), reason
 	DeadLetters      *prometheus.CounterVec   // queue (broker queue)
 	WaitSeconds      *prometheus.HistogramVec // queue: ticket created → matched
@@ -81,7 +81,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "mm_matches_formed_total", Help: "Matches claimed by the matchers.",
 		}, []string{"queue", "region"}),
 		Assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mm_assignments_total", Help: "Attempts to place a match on a game server, by outcome.",
+			Name: "mm_assignments_total", Help: "Attempts to place a match on a game server, by outcome; backfilled counts tickets seated in running matches.",
 		}, []string{"queue", "outcome"}),
 		Requeues: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mm_requeues_total", Help: "Messages sent back through a retry queue, by reason.",

@@ -371,8 +371,35 @@ type Store interface {
 	// unknown.
 	FailMatch(ctx context.Context, matchID, reason string, now time.Time) error
 	// EndMatch removes match matchID from server serverID, freeing its slot
-	// (allocated-1, version+1). ErrNotFound if the server does not host it.
+	// (allocated-1, version+1), and withdraws its backfill request, if
+	// any. ErrNotFound if the server does not host it.
 	EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error
+
+	// RequestBackfill records b, the request of server b.ServerID for
+	// players to fill the open seats of match b.MatchID, which it must
+	// host (ErrNotFound otherwise), replacing any earlier request of the
+	// match: a server asks again with the seats open now. A request with
+	// no open seat withdraws the match's request. It answers the request
+	// as recorded (CreatedAt is that of the first request still open).
+	RequestBackfill(ctx context.Context, b contracts.Backfill) (contracts.Backfill, error)
+	// Backfills lists the open backfill requests of queue, oldest first.
+	Backfills(ctx context.Context, queue string) ([]contracts.Backfill, error)
+	// FillBackfill seats the party of ticket ticketID in team of match
+	// matchID's backfill request. If the ticket is searching and the
+	// team has as many open seats as the party has players, then in one
+	// step the ticket becomes assigned (version+1) to the request's
+	// server, with ref as its match (the match's teams with the party
+	// in), leaves the pool and its players are released, and the team's
+	// open seats go down by the party (the request is gone once none is
+	// open). Then the match's allocation on the server gains the party
+	// (the server's version+1), for the server to see who joins. A ticket
+	// that is not searching is a *ConflictError; a request that is gone
+	// or has too few seats left in team, ErrNoCapacity.
+	FillBackfill(ctx context.Context, matchID, ticketID string, team int, ref contracts.MatchRef, now time.Time) (contracts.Assignment, error)
+	// FinishFills makes the allocation changes of up to limit fills whose
+	// process died between the two steps of FillBackfill, and answers how
+	// many it made. A store that makes both in one step has none.
+	FinishFills(ctx context.Context, limit int) (int, error)
 
 	// Listen calls fn for the changes made by any process from now on,
 	// until ctx ends: every server change, and the changes of the tickets

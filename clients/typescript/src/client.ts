@@ -9,8 +9,12 @@ import {
   ROUTES,
   STREAM_ROUTES,
   UNTIL_PARAM,
+  isAsked,
   isTerminal,
+  type AcceptRequest,
   type Allocations,
+  type Backfill,
+  type BackfillRequest,
   type Problem,
   type Server,
   type ServerRequest,
@@ -257,6 +261,25 @@ export class QuickmatchClient {
   }
 
   /**
+   * Answers the match a ticket is offered (pending_acceptance, in a queue
+   * with `accept_timeout`): `true` accepts it, `false` declines it. Answers
+   * the ticket: still pending_acceptance until every ticket has accepted,
+   * matched once they all have, cancelled (reason `declined`) after a
+   * decline. Answering again is harmless. A ticket offered no match is a
+   * {@link QuickmatchError} `conflict` (or `ticket_matched`).
+   */
+  async acceptMatch(id: string, accept: boolean, options: CallOptions = {}): Promise<Ticket> {
+    const body: AcceptRequest = { accept };
+    const { value } = await this.#call<Ticket>({
+      method: "POST",
+      path: fill(ROUTES.accept, { id }),
+      body,
+      signal: options.signal,
+    });
+    return value;
+  }
+
+  /**
    * Every new version of a ticket, in order and each once, until it ends
    * (assigned, cancelled, expired, failed): the last one yielded is
    * terminal. It resumes after lost connections on the next base URL.
@@ -278,14 +301,16 @@ export class QuickmatchClient {
   /**
    * Waits until a ticket is assigned or ends otherwise (or, with
    * `until: "matched"`, is matched or further), and answers it. Check its
-   * `status`: only `assigned` has an `assignment`.
+   * `status`: only `assigned` has an `assignment`. It also answers a ticket
+   * whose match waits for its player to accept ({@link isAsked}): answer
+   * with {@link acceptMatch}, then wait again.
    */
   async waitTicket(id: string, options: WaitTicketOptions = {}): Promise<Ticket> {
     const reached = REACHED[options.until ?? "assigned"];
     let last: Ticket | undefined;
     for await (const t of this.watchTicket(id, options)) {
       last = t;
-      if (reached.includes(t.status)) return t;
+      if (reached.includes(t.status) || isAsked(t)) return t;
     }
     if (last === undefined) throw new StreamError(`ticket ${id}: the watch ended with no version`);
     return last;
@@ -394,6 +419,25 @@ export class QuickmatchClient {
       signal: options.signal,
       goneIsDone: true,
     });
+  }
+
+  /**
+   * Asks for the seats that players who left a running match opened, per
+   * team in the order of its allocation's teams, to be filled from the
+   * pool (POST /v1/servers/{id}/matches/{match_id}/backfill). The players
+   * who join show in the match's allocation as they are seated. Asking
+   * again replaces the seats asked for; `[0, 0]` withdraws the request, and
+   * ending the match does too.
+   */
+  async requestBackfill(id: string, matchId: string, open: number[], options: CallOptions = {}): Promise<Backfill> {
+    const body: BackfillRequest = { open };
+    const { value } = await this.#call<Backfill>({
+      method: "POST",
+      path: fill(ROUTES.backfill, { id, match_id: matchId }),
+      body,
+      signal: options.signal,
+    });
+    return value;
   }
 
   /** Drains a game server: it gets no new matches; those it hosts go on until ended. */

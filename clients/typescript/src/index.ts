@@ -20,9 +20,14 @@ export { DEFAULT_RETRY, parseRetryAfter, retryDelay, type RetryOptions } from ".
 export { EventStreamParser, readEventStream, type EventStreamHandlers, type ServerSentEvent } from "./sse.js";
 export {
   TERMINAL_STATUSES,
+  isAsked,
   isTerminal,
+  type Acceptance,
+  type AcceptRequest,
   type Allocation,
   type Allocations,
+  type Backfill,
+  type BackfillRequest,
   type Assignment,
   type Attributes,
   type Latencies,

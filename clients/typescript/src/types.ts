@@ -15,7 +15,7 @@ type Schemas = components["schemas"];
 export type Ticket = Schemas["Ticket"];
 /** The body of POST /v1/tickets. */
 export type TicketRequest = Schemas["TicketRequest"];
-/** searching → matched → assigned, or cancelled, expired, failed. */
+/** searching → (pending_acceptance →) matched → assigned, or cancelled, expired, failed. */
 export type TicketStatus = Schemas["Status"];
 export type Player = Schemas["Player"];
 /** Round trip to each region in milliseconds. */
@@ -24,6 +24,10 @@ export type Attributes = Schemas["Attributes"];
 export type Teams = Schemas["Teams"];
 /** The match a ticket is in, from matched on. */
 export type MatchRef = Schemas["MatchRef"];
+/** While pending_acceptance: the match's deadline, and whether this ticket accepted. */
+export type Acceptance = Schemas["Acceptance"];
+/** The body of POST /v1/tickets/{id}/accept. */
+export type AcceptRequest = Schemas["AcceptRequest"];
 /** Where the players connect, once assigned. */
 export type Assignment = Schemas["Assignment"];
 /** The body of PUT /v1/servers/{id}. */
@@ -34,6 +38,10 @@ export type Server = Schemas["Server"];
 export type Allocations = Schemas["Allocations"];
 /** One match placed on a server. */
 export type Allocation = Schemas["Allocation"];
+/** The body of POST /v1/servers/{id}/matches/{match_id}/backfill. */
+export type BackfillRequest = Schemas["BackfillRequest"];
+/** A running match's request for players, as recorded. */
+export type Backfill = Schemas["Backfill"];
 /** An RFC 9457 problem detail, the body of every error. */
 export type Problem = Schemas["Problem"];
 /** The stable error codes, for programs. */
@@ -54,6 +62,15 @@ export function isTerminal(status: TicketStatus): boolean {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 
+/**
+ * Reports whether a ticket is offered a match that waits for its player's
+ * answer (pending_acceptance, not yet accepted): answer it with
+ * `acceptMatch`.
+ */
+export function isAsked(ticket: Ticket): boolean {
+  return ticket.status === "pending_acceptance" && ticket.acceptance?.accepted !== true;
+}
+
 // ---- What the client sends and reads, checked against the document. ----
 
 type Json<R> = R extends { content: { "application/json": infer B } } ? B : never;
@@ -62,9 +79,11 @@ type Json<R> = R extends { content: { "application/json": infer B } } ? B : neve
 export const ROUTES = {
   tickets: "/v1/tickets",
   ticket: "/v1/tickets/{id}",
+  accept: "/v1/tickets/{id}/accept",
   server: "/v1/servers/{id}",
   allocations: "/v1/servers/{id}/allocations",
   match: "/v1/servers/{id}/matches/{match_id}",
+  backfill: "/v1/servers/{id}/matches/{match_id}/backfill",
 } as const satisfies Record<string, keyof paths>;
 
 /**
@@ -107,6 +126,10 @@ export type _Checks = [
   Assert<Equal<Json<operations["createTicket"]["responses"][201]>, Ticket>>,
   Assert<Equal<Json<operations["getTicket"]["responses"][200]>, Ticket>>,
   Assert<Equal<Json<operations["cancelTicket"]["responses"][200]>, Ticket>>,
+  Assert<Equal<NonNullable<operations["acceptMatch"]["requestBody"]>["content"]["application/json"], AcceptRequest>>,
+  Assert<Equal<Json<operations["acceptMatch"]["responses"][200]>, Ticket>>,
+  Assert<Equal<NonNullable<operations["requestBackfill"]["requestBody"]>["content"]["application/json"], BackfillRequest>>,
+  Assert<Equal<Json<operations["requestBackfill"]["responses"][202]>, Backfill>>,
   Assert<Equal<NonNullable<operations["registerServer"]["requestBody"]>["content"]["application/json"], ServerRequest>>,
   Assert<Equal<Json<operations["registerServer"]["responses"][200]>, Server>>,
   Assert<Equal<Json<operations["getServer"]["responses"][200]>, Server>>,

@@ -65,3 +65,9 @@ func cloneEntry(e store.PoolEntry) store.PoolEntry {
 	e.Latencies = maps.Clone(e.Latencies)
 	return e
 }
+
+func cloneBackfill(b contracts.Backfill) contracts.Backfill {
+	b.Open = slices.Clone(b.Open)
+	b.Teams = cloneTeams(b.Teams)
+	return b
+}

@@ -55,6 +55,8 @@ type Store struct {
 	// accepting holds the matches waiting for their tickets' answers,
 	// with their acceptance deadlines.
 	accepting map[string]time.Time
+	// backfills holds the open backfill requests by match id.
+	backfills map[string]*contracts.Backfill
 }
 
 type idemName struct{ queue, key string }
@@ -132,6 +134,7 @@ func New(opts Options) *Store {
 		keys:        map[idemName]idemRec{},
 		waiting:     map[string]time.Time{},
 		accepting:   map[string]time.Time{},
+		backfills:   map[string]*contracts.Backfill{},
 	}
 }
 
@@ -844,6 +847,7 @@ func (s *Store) EndMatch(ctx context.Context, serverID, matchID string, now time
 		return fmt.Errorf("end match %s on server %s: not hosted there: %w", matchID, serverID, store.ErrNotFound)
 	}
 	srv.allocations = slices.Delete(srv.allocations, i, i+1)
+	delete(s.backfills, matchID)
 	srv.s.Allocated--
 	srv.s.Version++
 	if m, ok := s.matches[matchID]; ok {
@@ -853,6 +857,107 @@ func (s *Store) EndMatch(ctx context.Context, serverID, matchID string, now time
 	s.notify(store.Change{Kind: store.ChangeServer, ID: serverID, Version: srv.s.Version})
 	return nil
 }
+
+// RequestBackfill implements store.Store.
+func (s *Store) RequestBackfill(ctx context.Context, b contracts.Backfill) (contracts.Backfill, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, _, ok := s.hosted(b.ServerID, b.MatchID); !ok {
+		return contracts.Backfill{}, fmt.Errorf("requesting backfill of match %s on server %s: %w", b.MatchID, b.ServerID, store.ErrNotFound)
+	}
+	b = cloneBackfill(b)
+	if b.Seats() == 0 {
+		delete(s.backfills, b.MatchID)
+		return b, nil
+	}
+	if old, ok := s.backfills[b.MatchID]; ok {
+		b.CreatedAt = old.CreatedAt
+	}
+	s.backfills[b.MatchID] = &b
+	return cloneBackfill(b), nil
+}
+
+// hosted answers the server id and the index of its allocation of match
+// matchID, if it hosts it.
+func (s *Store) hosted(serverID, matchID string) (*serverRec, int, bool) {
+	srv, ok := s.servers[serverID]
+	if !ok {
+		return nil, 0, false
+	}
+	i := slices.IndexFunc(srv.allocations, func(a contracts.Allocation) bool { return a.MatchID == matchID })
+	return srv, i, i >= 0
+}
+
+// Backfills implements store.Store.
+func (s *Store) Backfills(ctx context.Context, queue string) ([]contracts.Backfill, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []contracts.Backfill
+	for _, b := range s.backfills {
+		if b.Queue == queue {
+			out = append(out, cloneBackfill(*b))
+		}
+	}
+	slices.SortFunc(out, func(a, b contracts.Backfill) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.MatchID, b.MatchID))
+	})
+	return out, nil
+}
+
+// FillBackfill implements store.Store: both steps are one here.
+func (s *Store) FillBackfill(ctx context.Context, matchID, ticketID string, team int, ref contracts.MatchRef, now time.Time) (contracts.Assignment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.tickets[ticketID]
+	switch {
+	case !ok:
+		return contracts.Assignment{}, &store.ConflictError{TicketID: ticketID}
+	case rec.t.Status != contracts.StatusSearching:
+		return contracts.Assignment{}, &store.ConflictError{TicketID: ticketID, Status: rec.t.Status}
+	}
+	b, ok := s.backfills[matchID]
+	if !ok || team < 0 || team >= len(b.Open) || b.Open[team] < len(rec.t.Players) {
+		return contracts.Assignment{}, fmt.Errorf("filling backfill of match %s: %w", matchID, store.ErrNoCapacity)
+	}
+	srv, i, ok := s.hosted(b.ServerID, matchID)
+	if !ok {
+		delete(s.backfills, matchID)
+		return contracts.Assignment{}, fmt.Errorf("filling backfill of match %s: the match has ended: %w", matchID, store.ErrNoCapacity)
+	}
+	if !now.Before(srv.s.ExpiresAt) {
+		return contracts.Assignment{}, fmt.Errorf("filling backfill of match %s: server %s has stopped heartbeating: %w", matchID, srv.s.ID, store.ErrNoCapacity)
+	}
+	a := contracts.Assignment{ServerID: srv.s.ID, Address: srv.s.Address, Region: srv.s.Region}
+	b.Open[team] -= len(rec.t.Players)
+	if b.Seats() == 0 {
+		delete(s.backfills, matchID)
+	}
+	alloc := &srv.allocations[i]
+	for len(alloc.Teams) <= team {
+		alloc.Teams = append(alloc.Teams, nil)
+	}
+	alloc.Teams[team] = append(slices.Clone(alloc.Teams[team]), rec.t.PlayerIDs()...)
+	alloc.Players = append(slices.Clone(alloc.Players), rec.t.Players...)
+	alloc.TicketIDs = append(slices.Clone(alloc.TicketIDs), ticketID)
+	srv.s.Version++
+
+	rec.t.Status = contracts.StatusAssigned
+	rec.t.Version++
+	rec.t.UpdatedAt = now
+	rec.t.Match = cloneRef(&ref)
+	asg := a
+	rec.t.Assignment = &asg
+	s.unpool(rec)
+	s.release(rec)
+	delete(s.unannounced, ticketID)
+	s.retired = append(s.retired, retiredRec{at: now, ticket: ticketID})
+	s.notify(store.Change{Kind: store.ChangeTicket, ID: ticketID, Version: rec.t.Version})
+	s.notify(store.Change{Kind: store.ChangeServer, ID: srv.s.ID, Version: srv.s.Version})
+	return a, nil
+}
+
+// FinishFills implements store.Store: a fill is one step here.
+func (s *Store) FinishFills(ctx context.Context, limit int) (int, error) { return 0, nil }
 
 // Ping implements store.Store; memory is always reachable.
 func (s *Store) Ping(ctx context.Context) error { return nil }

@@ -16,7 +16,9 @@ import (
 //	              index <p>{q}:expiry, the tickets no matcher has taken up
 //	              yet <p>{q}:new, the releases owed <p>{q}:rel, the
 //	              matches waiting for a server <p>{q}:waiting, those
-//	              waiting for their players to accept <p>{q}:accepting, the
+//	              waiting for their players to accept <p>{q}:accepting, its
+//	              backfill requests <p>{q}:bf and the fills owed to
+//	              allocations <p>{q}:fills, the
 //	              idempotency keys of creates <p>{q}:k:<hash of the key>. A
 //	              claim, a cancel or an expiry touches one queue only, so
 //	              each is one script on one slot, and queues spread over the
@@ -63,6 +65,8 @@ func (s *Store) newKey(queue string) string         { return s.queueTag(queue) +
 func (s *Store) relKey(queue string) string         { return s.queueTag(queue) + ":rel" }
 func (s *Store) waitingKey(queue string) string     { return s.queueTag(queue) + ":waiting" }
 func (s *Store) acceptingKey(queue string) string   { return s.queueTag(queue) + ":accepting" }
+func (s *Store) backfillKey(queue string) string    { return s.queueTag(queue) + ":bf" }
+func (s *Store) fillsKey(queue string) string       { return s.queueTag(queue) + ":fills" }
 func (s *Store) playerKey(playerID string) string   { return s.prefix + "{p:" + playerID + "}" }
 func (s *Store) serverKey(id string) string         { return s.prefix + "{servers}:srv:" + id }
 func (s *Store) allocKey(serverID string) string    { return s.prefix + "{servers}:allocs:" + serverID }

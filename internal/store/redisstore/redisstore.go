@@ -822,6 +822,17 @@ func (s *Store) Allocations(ctx context.Context, serverID string) (contracts.All
 // EndMatch implements store.Store. It changes the registry only; the match
 // record, assigned, purges itself Retention after its assignment.
 func (s *Store) EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error {
+	// The backfill request goes first, so that no fill comes after the
+	// end (backfill.go); only the match's own server may withdraw it.
+	q, ok := store.QueueOfID(matchID)
+	if ok {
+		ok, _ = s.client.HExists(ctx, s.allocKey(serverID), matchID).Result()
+	}
+	if ok {
+		if err := s.client.HDel(ctx, s.backfillKey(q), matchID, matchID+":o", matchID+":a").Err(); err != nil {
+			return fmt.Errorf("ending match %s on server %s: withdrawing its backfill: %w", matchID, serverID, err)
+		}
+	}
 	keys := []string{s.serverKey(serverID), s.allocKey(serverID)}
 	r, err := s.run(ctx, endScript, keys, serverID, matchID)
 	if err != nil {

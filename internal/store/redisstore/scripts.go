@@ -528,6 +528,44 @@ end
 return out
 `)
 
+// fillScript is step 1 of FillBackfill (backfill.go): KEYS[1..5] pool
+// keys, KEYS[6] the queue's backfill requests, KEYS[7] the ticket,
+// KEYS[8] the queue's fills owed. ARGV[2] match id, ARGV[3] ticket id,
+// ARGV[4] team (from 0), ARGV[5] the ticket's match ref JSON, ARGV[6]
+// now, ARGV[7] retention. Answers 'conflict' and the status of a ticket
+// that is not searching; 'gone' when the request is gone or the team has
+// fewer seats open than the party has players; else 'ok', the
+// assignment, the ticket's player ids and the note of the fill.
+var fillScript = newScript(`
+local st = redis.call('HGET', KEYS[7], 'status')
+if st ~= 'searching' then return {'conflict', st or ''} end
+local m = ARGV[2]
+local open = redis.call('HGET', KEYS[6], m .. ':o')
+if not open then return {'gone'} end
+local seats = {}
+for n in string.gmatch(open, '[^,]+') do seats[#seats + 1] = tonumber(n) end
+local team = tonumber(ARGV[4]) + 1
+local pids = redis.call('HGET', KEYS[7], 'pids')
+local party = #cjson.decode(pids)
+if not seats[team] or seats[team] < party then return {'gone'} end
+seats[team] = seats[team] - party
+local left = 0
+for _, n in ipairs(seats) do left = left + n end
+local req = cjson.decode(redis.call('HGET', KEYS[6], m))
+local asg = redis.call('HGET', KEYS[6], m .. ':a')
+if left == 0 then
+  redis.call('HDEL', KEYS[6], m, m .. ':o', m .. ':a')
+else
+  redis.call('HSET', KEYS[6], m .. ':o', table.concat(seats, ','))
+end
+unpool(KEYS[7], ARGV[3])
+redis.call('HSET', KEYS[7], 'assignment', asg, 'match', ARGV[5])
+finish(KEYS[7], ARGV[3], 'assigned', ARGV[6], ARGV[7], KEYS[5])
+local note = cjson.encode({server = req.server_id, match = m, ticket = ARGV[3], team = team - 1})
+redis.call('SADD', KEYS[8], note)
+return {'ok', asg, pids, note}
+`)
+
 // Player slot: one player's claim.
 
 // claimPlayerScript: KEYS[1] the player's claim. ARGV[2] the claiming
@@ -650,6 +688,17 @@ if redis.call('HDEL', KEYS[3], ARGV[2]) == 1 and redis.call('EXISTS', KEYS[2]) =
   serverChanged(KEYS[2], ARGV[3])
 end
 return 1
+`)
+
+// appendScript is step 2 of FillBackfill: KEYS[1] server, KEYS[2] its
+// allocations. ARGV[2] server id, ARGV[3] match id, ARGV[4] the
+// allocation as the caller read it, ARGV[5] the allocation with the
+// party. Answers 'retry' if the allocation changed since it was read.
+var appendScript = newScript(`
+if redis.call('HGET', KEYS[2], ARGV[3]) ~= ARGV[4] then return {'retry'} end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
+serverChanged(KEYS[1], ARGV[2])
+return {'ok'}
 `)
 
 // endScript: KEYS[1] server, KEYS[2] its allocations. ARGV[2] server id,
