@@ -65,10 +65,18 @@ func TestBackfill(t *testing.T) {
 			if got := late.Match.Teams[0]; !slices.Contains(got, "bf-solo") {
 				t.Errorf("the solo ticket's match shows team 0 as %v", got)
 			}
+			// The allocation gains the party just after the ticket shows
+			// its server, in the distributed mode (the fill's second
+			// step): the server's long-poll wakes on it.
 			var allocs contracts.Allocations
-			c.do(http.MethodGet, s.assignerURL+"/v1/servers/gs-bf/allocations", nil, &allocs)
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				c.do(http.MethodGet, fmt.Sprintf("%s/v1/servers/gs-bf/allocations?wait=1s&after=%d", s.assignerURL, allocs.Version), nil, &allocs)
+				if len(allocs.Allocations) == 1 && slices.Contains(allocs.Allocations[0].TicketIDs, solo.ID) || time.Now().After(deadline) {
+					break
+				}
+			}
 			if len(allocs.Allocations) != 1 || !slices.Contains(allocs.Allocations[0].TicketIDs, solo.ID) ||
-				!slices.Contains(allocs.Allocations[0].Teams[0], "bf-solo") {
+				!slices.Contains(allocs.Allocations[0].Teams[0], "bf-solo") || len(allocs.Allocations[0].Players) != 5 {
 				t.Errorf("allocations after the backfill: %+v", allocs)
 			}
 			var srv contracts.Server

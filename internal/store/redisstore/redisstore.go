@@ -824,12 +824,8 @@ func (s *Store) Allocations(ctx context.Context, serverID string) (contracts.All
 func (s *Store) EndMatch(ctx context.Context, serverID, matchID string, now time.Time) error {
 	// The backfill request goes first, so that no fill comes after the
 	// end (backfill.go); only the match's own server may withdraw it.
-	q, ok := store.QueueOfID(matchID)
-	if ok {
-		ok, _ = s.client.HExists(ctx, s.allocKey(serverID), matchID).Result()
-	}
-	if ok {
-		if err := s.client.HDel(ctx, s.backfillKey(q), matchID, matchID+":o", matchID+":a").Err(); err != nil {
+	if q, ok := store.QueueOfID(matchID); ok {
+		if _, err := s.run(ctx, withdrawScript, []string{s.backfillKey(q)}, matchID, serverID); err != nil {
 			return fmt.Errorf("ending match %s on server %s: withdrawing its backfill: %w", matchID, serverID, err)
 		}
 	}

@@ -690,6 +690,17 @@ end
 return 1
 `)
 
+// withdrawScript: KEYS[1] the queue's backfill requests. ARGV[2] match
+// id, ARGV[3] the id of the server that ends it. The request goes only if
+// it is that server's.
+var withdrawScript = newScript(`
+local req = redis.call('HGET', KEYS[1], ARGV[2])
+if req and cjson.decode(req).server_id == ARGV[3] then
+  redis.call('HDEL', KEYS[1], ARGV[2], ARGV[2] .. ':o', ARGV[2] .. ':a')
+end
+return {'ok'}
+`)
+
 // appendScript is step 2 of FillBackfill: KEYS[1] server, KEYS[2] its
 // allocations. ARGV[2] server id, ARGV[3] match id, ARGV[4] the
 // allocation as the caller read it, ARGV[5] the allocation with the
