@@ -66,6 +66,11 @@ func (a *API) answer(ctx context.Context, id string, accept bool) (contracts.Tic
 	defer cancel()
 	if ans.Ticket.Status == contracts.StatusCancelled && ans.Ticket.UpdatedAt.Equal(now) {
 		a.metrics.TicketsFinished.WithLabelValues(ans.Ticket.Queue, string(contracts.StatusCancelled)).Inc()
+		a.metrics.Acceptance.WithLabelValues(ans.Ticket.Queue, "declined").Inc()
+		a.metrics.Acceptance.WithLabelValues(ans.Ticket.Queue, "requeued").Add(float64(len(ans.Requeued)))
+	}
+	if ans.Ready != nil && ans.Ticket.UpdatedAt.Equal(now) {
+		a.metrics.Acceptance.WithLabelValues(ans.Ready.Queue, "accepted").Add(float64(len(ans.Ready.TicketIDs)))
 	}
 	if len(ans.Requeued) > 0 {
 		if err := a.announcer.announceAll(ctx, ans.Requeued); err != nil {

@@ -162,6 +162,10 @@ func (r *Reaper) timeOutAcceptances(ctx context.Context, now time.Time) (int, er
 	for _, id := range timedOut {
 		q, _ := store.QueueOfID(id)
 		r.Metrics.TicketsFinished.WithLabelValues(q, string(contracts.StatusCancelled)).Inc()
+		r.Metrics.Acceptance.WithLabelValues(q, "timed_out").Inc()
+	}
+	for _, t := range requeued {
+		r.Metrics.Acceptance.WithLabelValues(t.Queue, "requeued").Inc()
 	}
 	if err != nil {
 		return len(timedOut), err

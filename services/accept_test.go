@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/quickmatch/quickmatch/contracts"
 )
 
@@ -142,8 +144,41 @@ func TestAcceptance(t *testing.T) {
 					}
 				}
 			})
+
+			// What the metrics say of it: the scenarios above had one
+			// ticket time out, at least one decline (and the cancels that
+			// won their race), and two tickets sent back by them.
+			for outcome, atLeast := range map[string]int{"accepted": 4, "declined": 1, "timed_out": 1, "requeued": 2} {
+				if got := s.acceptance(t, q.Name, outcome); got < atLeast || outcome == "timed_out" && got != 1 {
+					t.Errorf("mm_acceptance_tickets_total{outcome=%q} = %d, want %d or more (timed_out exactly 1)", outcome, got, atLeast)
+				}
+			}
 		})
 	}
+}
+
+// acceptance sums mm_acceptance_tickets_total of queue and outcome over the
+// stack's processes.
+func (s *stack) acceptance(t *testing.T, queue, outcome string) int {
+	t.Helper()
+	apps := append([]*runningApp{s.front}, s.assigners...)
+	s.mu.Lock()
+	apps = append(apps, s.matchers...)
+	s.mu.Unlock()
+	seen := map[*App]bool{}
+	var total float64
+	for _, a := range apps {
+		if seen[a.app] {
+			continue
+		}
+		seen[a.app] = true
+		var m dto.Metric
+		if err := a.app.metrics.Acceptance.WithLabelValues(queue, outcome).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		total += m.GetCounter().GetValue()
+	}
+	return int(total)
 }
 
 // awaitStatus long-polls a ticket until it is in status or the time is up.

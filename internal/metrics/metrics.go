@@ -22,7 +22,8 @@ type Metrics struct {
 	LongPollsWaiting *prometheus.GaugeVec     // kind (ticket, server)
 	HTTPRequests     *prometheus.CounterVec   // route, code
 	HTTPDuration     *prometheus.HistogramVec // route, method, code
-	Repairs          *prometheus.CounterVec   // kind (republished, match_resent, stale_claim)
+	Repairs          *prometheus.CounterVec   // kind (republished, match_resent, stale_claim, backfill_fill)
+	Acceptance       *prometheus.CounterVec   // queue, outcome (accepted, declined, timed_out, requeued)
 
 	regions labelSet
 }
@@ -110,11 +111,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"route", "method", "code"}),
 		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mm_repairs_total",
-			Help: "What died processes or lost writes left behind, repaired by the reaper, by kind: tickets announced again (republished), overdue matches sent to the assigners again (match_resent), stale player claims released (stale_claim).",
+			Help: "What died processes or lost writes left behind, repaired by the reaper, by kind: tickets announced again (republished), overdue matches sent to the assigners again (match_resent), stale player claims released (stale_claim), backfill fills added to their allocations (backfill_fill).",
 		}, []string{"kind"}),
+		Acceptance: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mm_acceptance_tickets_total",
+			Help: "Tickets offered a match in a queue with accept_timeout, by how it went: in a match every ticket accepted (accepted), declined or cancelled (declined), did not answer in time (timed_out), sent back to searching when the match fell through (requeued).",
+		}, []string{"queue", "outcome"}),
 	}
 	reg.MustRegister(m.TicketsCreated, m.TicketsFinished, m.MatchesFormed, m.Assignments, m.Requeues,
-		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests, m.HTTPDuration, m.Repairs)
+		m.DeadLetters, m.WaitSeconds, m.TimeToAssign, m.LongPollsWaiting, m.HTTPRequests, m.HTTPDuration, m.Repairs, m.Acceptance)
 	return m
 }
 
