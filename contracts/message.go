@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // SchemaVersion is the newest version of the queue messages this build
@@ -81,13 +82,42 @@ func EncodeTicketMessage(tries ...TicketTry) ([]byte, error) {
 }
 
 // EncodeMatchMessage encodes the message asking to place m, on its
-// attempt'th trip through the retry queue.
+// attempt'th trip through the retry queue. The message carries what an
+// assigner reads of the match (matchWire); its teams and players stay in
+// the store, where placement takes them from, so a decoded message has
+// none.
 func EncodeMatchMessage(m Match, attempt int) ([]byte, error) {
-	b, err := json.Marshal(MatchMessage{V: MatchSchemaVersion, Match: m, Attempt: attempt})
+	b, err := json.Marshal(matchMessageWire{V: MatchSchemaVersion, Attempt: attempt, Match: matchWire{
+		ID: m.ID, Queue: m.Queue, Region: m.Region, TicketIDs: m.TicketIDs,
+		CreatedAt: m.CreatedAt, AcceptDeadline: m.AcceptDeadline, AssignDeadline: m.AssignDeadline,
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("encoding match message %s: %w", m.ID, err)
 	}
 	return b, nil
+}
+
+// matchMessageWire is a match message as it is sent.
+type matchMessageWire struct {
+	V       int       `json:"v"`
+	Match   matchWire `json:"match"`
+	Attempt int       `json:"attempt"`
+}
+
+// matchWire is a match as its message carries it: what assigners of this
+// version and the one before read (id, queue and region, the tickets, when
+// it formed, its deadlines). A match message used to carry the teams and
+// players too, which no assigner read: they were a fifth of an assigner's
+// time, decoded for nothing. Messages that still carry them decode as
+// before.
+type matchWire struct {
+	ID             string    `json:"id"`
+	Queue          string    `json:"queue"`
+	Region         string    `json:"region"`
+	TicketIDs      []string  `json:"ticket_ids"`
+	CreatedAt      time.Time `json:"created_at"`
+	AcceptDeadline time.Time `json:"accept_deadline,omitzero"`
+	AssignDeadline time.Time `json:"assign_deadline"`
 }
 
 // ticketWire is a ticket message of any version as it is sent: version 1

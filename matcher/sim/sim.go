@@ -245,7 +245,13 @@ func (s *simulation) publish(name string, body []byte, delay time.Duration) erro
 		if err != nil {
 			return fmt.Errorf("reading a match message: %w", err)
 		}
-		return s.record(mm.Match)
+		// The message carries what an assigner reads; the teams and
+		// players are in the store.
+		m, err := s.store.Match(context.Background(), mm.Match.ID)
+		if err != nil {
+			return fmt.Errorf("reading the match of a match message: %w", err)
+		}
+		return s.record(m)
 	case name == contracts.TicketQueue(s.cfg.Queue.Name):
 		tm, rejected, err := contracts.DecodeTicketMessage(body)
 		if err == nil && len(rejected) > 0 {
