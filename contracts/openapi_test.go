@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -616,7 +615,9 @@ func serverScenario(t *testing.T, c *specChecker, api *specAPI) {
 // downStore is a store that cannot be reached.
 type downStore struct{}
 
-var errDown = errors.New("store unreachable")
+// errDown is what a store answers that cannot be reached at all: nothing
+// was changed, so a create is answered unavailable at once.
+var errDown = fmt.Errorf("%w: dial tcp 127.0.0.1:1: connection refused", store.ErrUnreachable)
 
 func (downStore) CreateTicketOnce(context.Context, contracts.Ticket, time.Time, store.Idempotency) error {
 	return errDown

@@ -43,7 +43,13 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeUnavailable      = "unavailable"
 	CodeOverloaded       = "overloaded"
-	CodeInternal         = "internal"
+	// CodeOutcomeUnknown: the store stopped answering while a create was
+	// under way, and could not be reached again in time to learn whether
+	// the ticket was made (503). Retry with the same Idempotency-Key: once
+	// the store is back, the retry answers the ticket if it was made, or
+	// makes it.
+	CodeOutcomeUnknown = "outcome_unknown"
+	CodeInternal       = "internal"
 )
 
 // ProblemTypeBase prefixes every problem type URI; the code completes it.

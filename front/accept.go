@@ -62,7 +62,7 @@ func (a *API) answer(ctx context.Context, id string, accept bool) (contracts.Tic
 	if err != nil {
 		return ans.Ticket, storeErr("answering the match offered", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.finish)
 	defer cancel()
 	if ans.Ticket.Status == contracts.StatusCancelled && ans.Ticket.UpdatedAt.Equal(now) {
 		a.metrics.TicketsFinished.WithLabelValues(ans.Ticket.Queue, string(contracts.StatusCancelled)).Inc()

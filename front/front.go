@@ -5,6 +5,7 @@
 package front
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -80,11 +81,16 @@ type Config struct {
 	// PlayerExplains limits each player's explanations, which read the
 	// pool: 429 past it. Nil means no limit.
 	PlayerExplains *auth.Limiter
+	// FinishTimeout bounds the steps of a create once its ticket may be
+	// stored (announcing it, or removing it after a failure);
+	// DefaultFinishTimeout if zero.
+	FinishTimeout time.Duration
 }
 
-// finishTimeout bounds the steps of a create that must complete once the
-// ticket is stored, whether or not the client is still there.
-const finishTimeout = 10 * time.Second
+// DefaultFinishTimeout bounds the steps of a create that must complete
+// once the ticket may be stored, whether or not the client is still there,
+// and of an answer to a match once it is recorded.
+const DefaultFinishTimeout = 10 * time.Second
 
 // API serves the player API.
 type API struct {
@@ -102,6 +108,7 @@ type API struct {
 	regions  *regions
 	explain  *explainer
 	explains *auth.Limiter
+	finish   time.Duration
 }
 
 // New builds the API from cfg.
@@ -118,6 +125,7 @@ func New(cfg Config) *API {
 		limits:    map[auth.Role]*auth.Limiter{auth.RolePlayer: cfg.PlayerCreates, auth.RoleService: cfg.ServiceCreates},
 		explain:   &explainer{waits: cfg.Waits},
 		explains:  cfg.PlayerExplains,
+		finish:    cmp.Or(cfg.FinishTimeout, DefaultFinishTimeout),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -350,15 +358,16 @@ func (a *API) newTicket(w http.ResponseWriter, r *http.Request, p auth.Principal
 }
 
 // create stores t and announces it to the matchers. Either both happen or
-// neither, as far as the store can be reached within finishTimeout: a 503
-// tells the client that no ticket was made, so a ticket that may have been
-// stored is removed before the answer. A ticket left behind would be found
-// and announced by the reaper, and matched for a player who was told it
-// failed.
+// neither, as far as the store can be reached within the finish timeout: a
+// 503 unavailable tells the client that no ticket was made, so a ticket
+// that may have been stored is removed before the answer. A ticket left
+// behind would be found and announced by the reaper, and matched for a
+// player who was told it failed. When the store cannot be reached again in
+// time to remove it, the answer is 503 outcome_unknown instead.
 func (a *API) create(ctx context.Context, t contracts.Ticket, q queues.Queue, idem store.Idempotency) error {
 	// Whatever happens next is finished even if the client leaves now,
 	// so that the ticket is either announced or removed.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.finish)
 	defer cancel()
 	err := a.store.CreateTicketOnce(ctx, t, t.CreatedAt.Add(q.MaxWait), idem)
 	switch {
@@ -403,10 +412,12 @@ func (a *API) undo(ctx context.Context, t contracts.Ticket, cause error) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			// The reaper will announce the ticket, if it was stored, and
-			// the client, told 503, may find it with its idempotency key.
+			// The ticket may exist (the reaper will announce it if so):
+			// the client is told that the outcome is unknown, never that
+			// the create failed, and its retry with the same
+			// idempotency key learns it once the store is back.
 			a.log.Error("could not remove the ticket of a failed create", "ticket", t.ID, "queue", t.Queue, "cause", cause, "err", err)
-			return fmt.Errorf("%w: %w", httpapi.ErrUnavailable, cause)
+			return fmt.Errorf("%w: %w", httpapi.ErrOutcomeUnknown, cause)
 		case <-timer.C:
 		}
 	}

@@ -2,6 +2,7 @@ package front_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quickmatch/quickmatch/contracts"
+	"github.com/quickmatch/quickmatch/front"
 	"github.com/quickmatch/quickmatch/internal/broker/membroker"
 	"github.com/quickmatch/quickmatch/internal/store"
 	"github.com/quickmatch/quickmatch/internal/store/memstore"
@@ -89,5 +91,41 @@ func TestCreateWhoseStoreReplyIsLost(t *testing.T) {
 				t.Errorf("create again: %d %s; want the player free", r.status, r.body)
 			}
 		})
+	}
+}
+
+// TestCreateWhoseStoreStaysAway: a create whose store reply was lost, and
+// whose store cannot be reached again within the finish timeout to remove
+// the ticket, is not told that the create failed: the ticket may exist, so
+// the answer is 503 outcome_unknown. Before, it was 503 unavailable, which
+// promises that no ticket was made (found by make chaos, with Redis taking
+// 14–23 s to replay its AOF against the 10 s budget). A retry with the same
+// key, once the store answers, finds the ticket.
+func TestCreateWhoseStoreStaysAway(t *testing.T) {
+	s := memstore.New(memstore.Options{})
+	fs := &flakyStore{storeListener: s, err: errors.New("EOF"), stored: true, deleteFails: 1 << 30}
+	b := membroker.New(nil)
+	t.Cleanup(func() { b.Close() })
+	if err := b.Declare(context.Background(), contracts.TicketQueue("duel"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e := newFrontEnvWith(t, fs, b, func(c *front.Config) { c.FinishTimeout = 200 * time.Millisecond })
+	key := http.Header{"Idempotency-Key": {"k-away"}, "Content-Type": {"application/json"}}
+	r := doWith(t, e.srv.URL, "POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-1")), key)
+	p := decodeProblem(t, r)
+	if r.status != http.StatusServiceUnavailable || p.Code != contracts.CodeOutcomeUnknown || r.header.Get("Retry-After") == "" {
+		t.Fatalf("create: %d %s (Retry-After %q); want 503 outcome_unknown with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	ids := e.created.IDs()
+	if len(ids) != 1 {
+		t.Fatalf("%d tickets stored, want the one whose reply was lost", len(ids))
+	}
+	if _, err := s.Ticket(t.Context(), ids[0]); err != nil {
+		t.Fatalf("the ticket of the unknown create: %v; want it kept", err)
+	}
+	r = doWith(t, e.srv.URL, "POST", "/v1/tickets", strings.NewReader(ticketBody("duel", "p-1")), key)
+	var tk contracts.Ticket
+	if err := json.Unmarshal([]byte(r.body), &tk); r.status != http.StatusCreated || err != nil || tk.ID != ids[0] {
+		t.Errorf("retry with the key: %d %s; want 201 with ticket %s", r.status, r.body, ids[0])
 	}
 }

@@ -161,6 +161,14 @@ func answered(err error) bool {
 	return ok && ae.Status != 0
 }
 
+// outcomeUnknown reports whether a failed call was answered that the suite
+// does not know whether it made its change (503 outcome_unknown): for a
+// create, as if it got no answer, a ticket may exist.
+func outcomeUnknown(err error) bool {
+	ae, ok := errors.AsType[*apiError](err)
+	return ok && ae.Code == contracts.CodeOutcomeUnknown
+}
+
 // errorKind names any error for the report.
 func errorKind(err error) string {
 	if ae, ok := errors.AsType[*apiError](err); ok {

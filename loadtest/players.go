@@ -304,7 +304,7 @@ func (p *player) tryCreate(ctx context.Context, tk *ticketRun, cr *createRequest
 	if replayed {
 		p.rec.CreateEvent(createReplayed)
 	}
-	if err != nil && !answered(err) {
+	if err != nil && (!answered(err) || outcomeUnknown(err)) {
 		tk.unanswered = true
 	}
 	return t, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
 	"net"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quickmatch/quickmatch/contracts"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -160,5 +163,23 @@ func TestWriteChart(t *testing.T) {
 	}
 	if b := img.Bounds(); b.Dx() != chartWidth || b.Dy() != 2*panelHeight {
 		t.Errorf("chart is %v, want %d×%d", b, chartWidth, 2*panelHeight)
+	}
+}
+
+// TestOutcomeUnknownIsUnanswered: a create answered 503 outcome_unknown may
+// have made its ticket, as one that got no answer may; a 503 unavailable
+// made none.
+func TestOutcomeUnknownIsUnanswered(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&apiError{Op: "create", Status: 503, Code: contracts.CodeOutcomeUnknown}, true},
+		{&apiError{Op: "create", Status: 503, Code: contracts.CodeUnavailable}, false},
+		{&apiError{Op: "create", Status: 0, Code: "reset"}, false},
+	} {
+		if got := outcomeUnknown(fmt.Errorf("try: %w", tc.err)); got != tc.want {
+			t.Errorf("outcomeUnknown(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -41,6 +41,7 @@ func TestWriteProblem(t *testing.T) {
 		{"plain conflict", store.ErrConflict, 409, contracts.CodeConflict, "", true},
 		{"unavailable", fmt.Errorf("%w: publishing: dial tcp 10.0.0.1:5672: refused", ErrUnavailable), 503, contracts.CodeUnavailable, "", false},
 		{"internal", errors.New("redis: unexpected reply from 10.0.0.2"), 500, contracts.CodeInternal, "", false},
+		{"outcome unknown", fmt.Errorf("%w: creating ticket: EOF from 10.0.0.2:6379", ErrOutcomeUnknown), 503, contracts.CodeOutcomeUnknown, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,9 @@ var (
 	// ErrUnavailable: a backing service (broker or store) could not do its
 	// part; the client may retry later.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrOutcomeUnknown: a change may or may not have been made, and the
+	// backing store could not be asked in time (503, outcome_unknown).
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrOverloaded: the service has as much work in progress as it takes;
 	// the client may retry after a pause.
 	ErrOverloaded = errors.New("overloaded")
@@ -150,6 +153,17 @@ var rules = []rule{
 		},
 	},
 	{match: is(errNoMethod), status: http.StatusMethodNotAllowed, code: contracts.CodeMethodNotAllowed},
+	{
+		match:  is(ErrOutcomeUnknown),
+		status: http.StatusServiceUnavailable,
+		code:   contracts.CodeOutcomeUnknown,
+		detail: func(error) string {
+			return "the store stopped answering during the create, so whether the ticket was made is not known; retry with the same Idempotency-Key to learn it"
+		},
+		extra: func(_ error, w http.ResponseWriter, _ *contracts.Problem) {
+			w.Header().Set("Retry-After", retryAfter)
+		},
+	},
 	{match: is(ErrUnavailable), status: http.StatusServiceUnavailable, code: contracts.CodeUnavailable},
 	{
 		match:  is(ErrOverloaded),
@@ -193,9 +207,10 @@ func Problem(w http.ResponseWriter, err error) contracts.Problem {
 		if r.extra != nil {
 			r.extra(err, w, &p)
 		}
-		if r.status >= 500 {
+		if r.status >= 500 && r.detail == nil {
 			// Whatever failed behind the service is not the client's
-			// business, and may name internal hosts.
+			// business, and may name internal hosts; a rule's own detail
+			// is written for the client.
 			p.Detail = ""
 		}
 		return p
