@@ -28,11 +28,7 @@ func (h *HTTP) requestBackfill(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, r, h.log, err)
 		return
 	}
-	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
-		httpapi.WriteProblem(w, r, h.log, err)
-		return
-	}
-	req, err := contracts.DecodeBackfillRequest(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
+	req, err := httpapi.ReadJSON(w, r, contracts.DecodeBackfillRequest)
 	if err != nil {
 		httpapi.WriteProblem(w, r, h.log, err)
 		return

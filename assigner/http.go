@@ -134,11 +134,7 @@ func (h *HTTP) registerServer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
-		httpapi.WriteProblem(w, r, h.log, err)
-		return
-	}
-	req, err := contracts.DecodeServerRequest(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
+	req, err := httpapi.ReadJSON(w, r, contracts.DecodeServerRequest)
 	if err != nil {
 		httpapi.WriteProblem(w, r, h.log, err)
 		return

@@ -21,11 +21,7 @@ func (a *API) acceptTicket(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
-		httpapi.WriteProblem(w, r, a.log, err)
-		return
-	}
-	accept, err := contracts.DecodeAcceptRequest(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
+	accept, err := httpapi.ReadJSON(w, r, contracts.DecodeAcceptRequest)
 	if err != nil {
 		httpapi.WriteProblem(w, r, a.log, err)
 		return

@@ -180,22 +180,3 @@ func (s *stack) acceptance(t *testing.T, queue, outcome string) int {
 	}
 	return int(total)
 }
-
-// awaitStatus long-polls a ticket until it is in status or the time is up.
-func (c *client) awaitStatus(base, id string, status contracts.Status, within time.Duration) contracts.Ticket {
-	c.t.Helper()
-	deadline := time.Now().Add(within)
-	var tk contracts.Ticket
-	for {
-		url := fmt.Sprintf("%s/v1/tickets/%s?wait=1s&after=%d", base, id, tk.Version)
-		if code := c.do(http.MethodGet, url, nil, &tk); code != http.StatusOK {
-			c.t.Fatalf("poll %s: status %d", id, code)
-		}
-		if tk.Status == status {
-			return tk
-		}
-		if tk.Status.Terminal() || time.Now().After(deadline) {
-			c.t.Fatalf("ticket %s is %s, want %s within %v", id, tk.Status, status, within)
-		}
-	}
-}

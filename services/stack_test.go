@@ -329,18 +329,38 @@ func (c *client) registerServer(base, id, region string, capacity int) {
 // awaitTerminal long-polls a ticket until it is terminal or the time is up.
 func (c *client) awaitTerminal(base, id string, within time.Duration) contracts.Ticket {
 	c.t.Helper()
+	return c.awaitTicket(base, id, within, "terminal", func(t contracts.Ticket) bool { return t.Status.Terminal() })
+}
+
+// awaitStatus long-polls a ticket until it is in status or the time is up;
+// a ticket that ends in another status fails the test at once.
+func (c *client) awaitStatus(base, id string, status contracts.Status, within time.Duration) contracts.Ticket {
+	c.t.Helper()
+	return c.awaitTicket(base, id, within, string(status), func(t contracts.Ticket) bool {
+		if t.Status != status && t.Status.Terminal() {
+			c.t.Fatalf("ticket %s ended %s, want %s", id, t.Status, status)
+		}
+		return t.Status == status
+	})
+}
+
+// awaitTicket long-polls a ticket until done says so of it, or fails the
+// test once within has passed; want names what done waits for.
+func (c *client) awaitTicket(base, id string, within time.Duration, want string, done func(contracts.Ticket) bool) contracts.Ticket {
+	c.t.Helper()
 	deadline := time.Now().Add(within)
 	var tk contracts.Ticket
 	for {
-		url := fmt.Sprintf("%s/v1/tickets/%s?wait=5s&after=%d", base, id, tk.Version)
+		wait := min(5*time.Second, max(100*time.Millisecond, time.Until(deadline)))
+		url := fmt.Sprintf("%s/v1/tickets/%s?wait=%dms&after=%d", base, id, wait.Milliseconds(), tk.Version)
 		if code := c.do(http.MethodGet, url, nil, &tk); code != http.StatusOK {
 			c.t.Fatalf("poll %s: status %d", id, code)
 		}
-		if tk.Status.Terminal() {
+		if done(tk) {
 			return tk
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("ticket %s still %s after %v", id, tk.Status, within)
+			c.t.Fatalf("ticket %s is %s after %v, want %s", id, tk.Status, within, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -281,4 +282,15 @@ func Route(r *http.Request) string {
 		}
 	}
 	return "unmatched"
+}
+
+// ReadJSON reads r's body with decode: a body declared as anything but
+// JSON is refused, and one over contracts.MaxRequestBytes cut off, before
+// decode sees a byte. Its errors are for WriteProblem.
+func ReadJSON[T any](w http.ResponseWriter, r *http.Request, decode func(io.Reader) (T, error)) (T, error) {
+	if err := contracts.CheckJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(http.MaxBytesReader(w, r.Body, contracts.MaxRequestBytes))
 }

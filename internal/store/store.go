@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,6 +118,15 @@ type Answer struct {
 	Ready *contracts.Match
 	// Requeued lists the tickets a decline sent back to searching.
 	Requeued []contracts.Ticket
+}
+
+// OldestBackfillFirst orders backfill requests as Store.Backfills lists
+// them: oldest first, ties by match id.
+func OldestBackfillFirst(a, b contracts.Backfill) int {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.MatchID, b.MatchID)
 }
 
 // AssignResult is what AssignMatches answers for one match: what

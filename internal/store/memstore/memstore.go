@@ -300,13 +300,11 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]stri
 // its players released, kept for the retention.
 func (s *Store) finish(rec *ticketRec, status contracts.Status, now time.Time) {
 	rec.t.Status = status
-	rec.t.Version++
-	rec.t.UpdatedAt = now
 	s.unpool(rec)
 	s.release(rec)
 	delete(s.unannounced, rec.t.ID)
 	s.retired = append(s.retired, retiredRec{at: now, ticket: rec.t.ID})
-	s.notify(store.Change{Kind: store.ChangeTicket, ID: rec.t.ID, Version: rec.t.Version})
+	s.bump(rec, now)
 }
 
 // release frees the players of rec that it still holds.
@@ -477,15 +475,16 @@ func (s *Store) AnswerMatch(ctx context.Context, id string, accept bool, now tim
 	switch {
 	case !accept && rec.t.Status == contracts.StatusCancelled && rec.t.Reason == contracts.ReasonDeclined:
 		return store.Answer{Ticket: cloneTicket(rec.t)}, nil
-	case accept && rec.t.Status == contracts.StatusMatched && mrec != nil && !mrec.m.AcceptDeadline.IsZero():
+	case accept && (rec.t.Status == contracts.StatusMatched || rec.t.Status == contracts.StatusAssigned) &&
+		mrec != nil && !mrec.m.AcceptDeadline.IsZero():
+		// Accepted before: the match waits for a server still
+		// (matchClaimed), or has one.
 		a := store.Answer{Ticket: cloneTicket(rec.t)}
 		if mrec.state == matchClaimed {
 			m := cloneMatch(mrec.m)
 			a.Ready = &m
 		}
 		return a, nil
-	case accept && rec.t.Status == contracts.StatusAssigned && mrec != nil && !mrec.m.AcceptDeadline.IsZero():
-		return store.Answer{Ticket: cloneTicket(rec.t)}, nil
 	case rec.t.Status != contracts.StatusPendingAcceptance || mrec == nil || mrec.state != matchAccepting:
 		return conflict()
 	}
@@ -898,9 +897,7 @@ func (s *Store) Backfills(ctx context.Context, queue string) ([]contracts.Backfi
 			out = append(out, cloneBackfill(*b))
 		}
 	}
-	slices.SortFunc(out, func(a, b contracts.Backfill) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.MatchID, b.MatchID))
-	})
+	slices.SortFunc(out, store.OldestBackfillFirst)
 	return out, nil
 }
 
@@ -941,17 +938,10 @@ func (s *Store) FillBackfill(ctx context.Context, matchID, ticketID string, team
 	alloc.TicketIDs = append(slices.Clone(alloc.TicketIDs), ticketID)
 	srv.s.Version++
 
-	rec.t.Status = contracts.StatusAssigned
-	rec.t.Version++
-	rec.t.UpdatedAt = now
 	rec.t.Match = cloneRef(&ref)
 	asg := a
 	rec.t.Assignment = &asg
-	s.unpool(rec)
-	s.release(rec)
-	delete(s.unannounced, ticketID)
-	s.retired = append(s.retired, retiredRec{at: now, ticket: ticketID})
-	s.notify(store.Change{Kind: store.ChangeTicket, ID: ticketID, Version: rec.t.Version})
+	s.finish(rec, contracts.StatusAssigned, now)
 	s.notify(store.Change{Kind: store.ChangeServer, ID: srv.s.ID, Version: srv.s.Version})
 	return a, nil
 }

@@ -64,8 +64,12 @@ func (s *Store) answer(ctx context.Context, id string, accept bool, now time.Tim
 	if err != nil {
 		return store.Answer{}, true, fmt.Errorf("answering for ticket %s: %w", id, err)
 	}
+	answer := "0"
+	if accept {
+		answer = "1"
+	}
 	keys, args := s.acceptanceCall(m, tickets, now)
-	args = append(args, id, map[bool]string{true: "1", false: "0"}[accept], accepted)
+	args = append(args, id, answer, accepted)
 	for _, tid := range m.TicketIDs {
 		args = append(args, tid)
 	}

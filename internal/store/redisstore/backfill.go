@@ -111,9 +111,12 @@ func openList(open []int) string {
 	return strings.Join(parts, ",")
 }
 
-// Backfills implements store.Store: one HGETALL.
+// Backfills implements store.Store: one HGETALL, through the pipeline, as
+// every matcher batch makes it.
 func (s *Store) Backfills(ctx context.Context, queue string) ([]contracts.Backfill, error) {
-	h, err := s.client.HGetAll(ctx, s.backfillKey(queue)).Result()
+	cmd := redis.NewMapStringStringCmd(ctx, "hgetall", s.backfillKey(queue))
+	_ = s.pipe.do(ctx, cmd)
+	h, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the backfills of queue %s: %w", queue, err)
 	}
@@ -139,12 +142,7 @@ func (s *Store) Backfills(ctx context.Context, queue string) ([]contracts.Backfi
 		}
 		out = append(out, b)
 	}
-	slices.SortFunc(out, func(a, b contracts.Backfill) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.MatchID, b.MatchID)
-	})
+	slices.SortFunc(out, store.OldestBackfillFirst)
 	return out, nil
 }
 
@@ -224,35 +222,46 @@ func (s *Store) backfillServerLive(ctx context.Context, queue, matchID string, n
 }
 
 // applyFill is step 2 for the note of a fill of queue, which it then
-// forgets.
+// forgets. A note whose allocation kept changing under it is kept, for
+// FinishFills to try again.
 func (s *Store) applyFill(ctx context.Context, queue, raw string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
+	if err := s.addFill(ctx, raw); err != nil {
+		return err
+	}
+	return s.client.SRem(ctx, s.fillsKey(queue), raw).Err()
+}
+
+// addFill adds the party of fill note raw to its match's allocation,
+// compare-and-set against the allocation read; nothing is left to add
+// once the party is in it, or its ticket or its match is gone.
+func (s *Store) addFill(ctx context.Context, raw string) error {
 	var n fillNote
 	if err := json.Unmarshal([]byte(raw), &n); err != nil {
 		return fmt.Errorf("decoding a fill note: %w", err)
 	}
 	t, err := s.Ticket(ctx, n.Ticket)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // purged
+	}
+	if err != nil {
 		return fmt.Errorf("reading the ticket of a fill: %w", err)
 	}
 	for range maxIndexReads {
+		old, err := s.client.HGet(ctx, s.allocKey(n.Server), n.Match).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil // the match has ended
+		}
 		if err != nil {
-			break // purged: nothing left to add
-		}
-		old, gerr := s.client.HGet(ctx, s.allocKey(n.Server), n.Match).Result()
-		if errors.Is(gerr, redis.Nil) {
-			break // the match has ended
-		}
-		if gerr != nil {
-			return fmt.Errorf("reading the allocation of match %s: %w", n.Match, gerr)
+			return fmt.Errorf("reading the allocation of match %s: %w", n.Match, err)
 		}
 		var a contracts.Allocation
 		if err := json.Unmarshal([]byte(old), &a); err != nil {
 			return fmt.Errorf("decoding the allocation of match %s: %w", n.Match, err)
 		}
 		if slices.Contains(a.TicketIDs, n.Ticket) {
-			break
+			return nil
 		}
 		for len(a.Teams) <= n.Team {
 			a.Teams = append(a.Teams, []string{})
@@ -260,20 +269,20 @@ func (s *Store) applyFill(ctx context.Context, queue, raw string) error {
 		a.Teams[n.Team] = append(a.Teams[n.Team], t.PlayerIDs()...)
 		a.Players = append(a.Players, t.Players...)
 		a.TicketIDs = append(a.TicketIDs, n.Ticket)
-		body, merr := json.Marshal(a)
-		if merr != nil {
-			return merr
+		body, err := json.Marshal(a)
+		if err != nil {
+			return err
 		}
-		r, rerr := s.run(ctx, appendScript, []string{s.serverKey(n.Server), s.allocKey(n.Server)}, n.Server, n.Match, old, body)
-		if rerr != nil {
-			return fmt.Errorf("adding a party to the allocation of match %s: %w", n.Match, rerr)
+		r, err := s.run(ctx, appendScript, []string{s.serverKey(n.Server), s.allocKey(n.Server)}, n.Server, n.Match, old, body)
+		if err != nil {
+			return fmt.Errorf("adding a party to the allocation of match %s: %w", n.Match, err)
 		}
 		if code(r) == "ok" {
-			break
+			return nil
 		}
 		// The allocation changed since it was read: read it again.
 	}
-	return s.client.SRem(ctx, s.fillsKey(queue), raw).Err()
+	return fmt.Errorf("adding a party to the allocation of match %s: the allocation keeps changing", n.Match)
 }
 
 // FinishFills implements store.Store.

@@ -45,6 +45,7 @@ var storeTests = []struct {
 	{"PlacementOfFailedMatchUndone", testPlacementOfFailedMatchUndone},
 	{"CrashBeforeAssignRelease", testCrashBeforeAssignRelease},
 	{"StaleServerIndex", testStaleServerIndex},
+	{"CrashBetweenFillSteps", testCrashBetweenFillSteps},
 }
 
 // ticket builds a searching ticket in the queue its id names.
@@ -1097,5 +1098,48 @@ func TestListenUnreachable(t *testing.T) {
 	err := s.Listen(ctx, func(store.Change) { t.Error("fn called without a subscription") })
 	if err == nil || ctx.Err() != nil {
 		t.Errorf("Listen = %v with ctx %v; want a connection error before the context ends", err, ctx.Err())
+	}
+}
+
+// testCrashBetweenFillSteps: a process that seats a ticket in a backfill
+// (step 1) and dies before adding it to the allocation (step 2) leaves a
+// note, and FinishFills adds the party, once, and forgets the note.
+func testCrashBetweenFillSteps(t *testing.T, b backend) {
+	s := b.newStore(t)
+	ctx := t.Context()
+	mustRegister(t, s, "gs-1", "eu", 2)
+	m := assignable(t, s, "duel.m")
+	if _, err := s.AssignMatch(ctx, m.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RequestBackfill(ctx, contracts.Backfill{MatchID: m.ID, ServerID: "gs-1", Queue: "duel", Region: "eu",
+		Open: []int{1, 0}, Teams: m.Teams, Skill: 1500, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, ticket("duel.c", "p-c"), t0.Add(time.Hour))
+	keys := append(s.poolKeys("duel"), s.backfillKey("duel"), s.ticketKey("duel", "duel.c"), s.fillsKey("duel"))
+	ref := `{"id":"duel.m","region":"eu","teams":[["p-duel.m-a","p-c"],["p-duel.m-b"]]}`
+	r, err := s.run(ctx, fillScript, keys, m.ID, "duel.c", 0, ref, fmtTime(t0), millis(s.retention))
+	if err != nil || code(r) != "ok" {
+		t.Fatalf("step 1 of a fill: %v, %v", r, err)
+	}
+	wantTicket(t, s, "duel.c", contracts.StatusAssigned, 2)
+	before, err := s.Allocations(ctx, "gs-1")
+	if err != nil || slices.Contains(before.Allocations[0].TicketIDs, "duel.c") {
+		t.Fatalf("allocations before the repair = %+v, %v; want the party missing", before, err)
+	}
+	for _, want := range []int{1, 0} {
+		if n, err := s.FinishFills(ctx, 10); err != nil || n != want {
+			t.Errorf("FinishFills = %d, %v; want %d", n, err, want)
+		}
+	}
+	after, err := s.Allocations(ctx, "gs-1")
+	if err != nil || len(after.Allocations) != 1 {
+		t.Fatalf("allocations after the repair = %+v, %v", after, err)
+	}
+	a := after.Allocations[0]
+	if !slices.Equal(a.TicketIDs, []string{"duel.m-a", "duel.m-b", "duel.c"}) || !slices.Contains(a.Teams[0], "p-c") ||
+		after.Version != before.Version+1 {
+		t.Errorf("allocation after the repair = %+v at version %d; want duel.c in team 0 at version %d", a, after.Version, before.Version+1)
 	}
 }
