@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/quickmatch/quickmatch/contracts"
 	"github.com/quickmatch/quickmatch/internal/httpapi"
 	"github.com/quickmatch/quickmatch/internal/store"
@@ -19,13 +17,8 @@ import (
 // asked for; asking for none withdraws the request, and so does ending
 // the match.
 func (h *HTTP) requestBackfill(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.serverID(w, r)
+	id, matchID, ok := h.serverMatch(w, r)
 	if !ok {
-		return
-	}
-	matchID := chi.URLParam(r, "match_id")
-	if err := contracts.CheckID("match id", matchID); err != nil {
-		httpapi.WriteProblem(w, r, h.log, err)
 		return
 	}
 	req, err := httpapi.ReadJSON(w, r, contracts.DecodeBackfillRequest)

@@ -206,14 +206,24 @@ func (h *HTTP) readAllocations(id string) func(ctx context.Context) (any, int64,
 	}
 }
 
-func (h *HTTP) endMatch(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.serverID(w, r)
+// serverMatch is serverID for the routes of one of the server's matches:
+// it also answers the checked match id of r's path.
+func (h *HTTP) serverMatch(w http.ResponseWriter, r *http.Request) (server, match string, ok bool) {
+	server, ok = h.serverID(w, r)
 	if !ok {
-		return
+		return "", "", false
 	}
-	matchID := chi.URLParam(r, "match_id")
-	if err := contracts.CheckID("match id", matchID); err != nil {
+	match = chi.URLParam(r, "match_id")
+	if err := contracts.CheckID("match id", match); err != nil {
 		httpapi.WriteProblem(w, r, h.log, err)
+		return "", "", false
+	}
+	return server, match, true
+}
+
+func (h *HTTP) endMatch(w http.ResponseWriter, r *http.Request) {
+	id, matchID, ok := h.serverMatch(w, r)
+	if !ok {
 		return
 	}
 	if err := h.store.EndMatch(r.Context(), id, matchID, h.now().UTC()); err != nil {
